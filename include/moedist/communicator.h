@@ -1,0 +1,52 @@
+// moedist: communicators. A communicator is a set of ranks that run the MoE operators together; a
+// Communicator object is one rank's handle to it.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "moedist/status.h"
+
+namespace moedist {
+
+struct CommOptions {
+  // Name of the communicator (what CANN calls the group name). Empty: a unique name is generated. Names are
+  // shorter than 128 characters and unique among the live communicators of the process.
+  std::string name;
+  // Deadline of every cross-rank wait. Zero: MOEDIST_TIMEOUT_MS, else HCCL_EXEC_TIMEOUT (seconds), else 300 s.
+  std::chrono::milliseconds timeout{0};
+  // Threads each rank's kernels may use. Zero: MOEDIST_KERNEL_THREADS, else 1 (ranks are threads already, so
+  // one thread per rank is right whenever there are at least as many ranks as cores).
+  int kernelThreads = 0;
+};
+
+class Communicator {
+ public:
+  // Creates a communicator of `worldSize` ranks that are threads of this process, and returns one handle per
+  // rank (handle i is rank i). Each rank's thread then calls the operators with its own handle.
+  static Status createInProcess(int worldSize, const CommOptions& options, std::vector<Communicator>* ranks);
+  // Finds rank `rank` of the live in-process communicator called `name`.
+  static Status find(std::string_view name, int rank, Communicator* out);
+
+  Communicator() = default;  // an empty handle; valid() is false
+
+  bool valid() const { return impl_ != nullptr; }
+  int rank() const;
+  int size() const;
+  const std::string& name() const;
+  std::chrono::milliseconds timeout() const;
+  int kernelThreads() const;
+
+  // The engine-side state of this rank (internal to moedist).
+  struct Impl;
+  Impl* impl() const { return impl_.get(); }
+  explicit Communicator(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace moedist

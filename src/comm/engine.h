@@ -1,0 +1,66 @@
+// The engine interface: how ranks of one communicator move bytes. Engines know nothing about MoE.
+//
+// A collective call is "open, read, close" (pull model):
+//   open()   each participant publishes a small header and a few memory regions, and waits until every
+//            participant of the same call has published;
+//   read     each participant reads what it needs straight from its peers' regions: through peerRegion() when
+//            the engine can map peer memory (in-process: one copy, straight from the peer's buffer), else
+//            through read();
+//   close()  each participant waits until every participant is done reading, so regions may be reused.
+// Headers and regions must stay valid and unchanged from open() until close() returns.
+//
+// Participants are given per call (sorted physical ranks, the caller among them): all ranks normally, the
+// survivors under elastic scale-in. Calls are matched across ranks by (participant set, how many calls this
+// rank has made before with that same set), so removed ranks simply do not call. Every wait has a deadline;
+// a timeout names the participants not heard from.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "moedist/status.h"
+
+namespace moedist::comm {
+
+using Clock = std::chrono::steady_clock;
+
+// Memory a rank lets its peers read during one call.
+struct Region {
+  const void* data = nullptr;
+  size_t bytes = 0;
+};
+
+inline constexpr int kMaxRegions = 8;
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual const std::string& name() const = 0;
+  // Short engine name for messages and summaries ("inproc", "mpi").
+  virtual const char* kind() const = 0;
+
+  // Publishes `header` (copied by the engine) and `regions` (at most kMaxRegions, referenced) and waits until all
+  // `participants` have opened the same call. On error (timeout, bad participant list) the call is not open.
+  virtual Status open(std::span<const int> participants, std::span<const std::byte> header,
+                      std::span<const Region> regions, Clock::time_point deadline) = 0;
+
+  // Between open() and close(): a participant's header, and the base address of its region `region` when this
+  // engine can address peer memory directly (nullptr otherwise; then use read()). Own rank included.
+  virtual std::span<const std::byte> peerHeader(int peer) const = 0;
+  virtual const std::byte* peerRegion(int peer, int region) const = 0;
+  virtual size_t peerRegionBytes(int peer, int region) const = 0;
+  // Copies `bytes` bytes at `offset` of a participant's region into dst.
+  virtual Status read(int peer, int region, size_t offset, void* dst, size_t bytes) = 0;
+
+  // Waits until every participant has closed the call. Always call it after a successful open(), also when the
+  // caller gave up on the call's work, so that peers are not left waiting.
+  virtual Status close(Clock::time_point deadline) = 0;
+};
+
+}  // namespace moedist::comm

@@ -1,0 +1,19 @@
+// Every environment variable moedist reads is read here, in one place.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+namespace moedist::util {
+
+// MOEDIST_TIMEOUT_MS (milliseconds) wins over HCCL_EXEC_TIMEOUT (seconds); both absent: nullopt.
+std::optional<std::chrono::milliseconds> envTimeout();
+// MOEDIST_KERNEL_THREADS; absent or invalid: nullopt.
+std::optional<int> envKernelThreads();
+// HCCL_BUFFSIZE in MB (CANN's window size per communicator); absent: 200.
+long envHcclBuffSizeMb();
+// MOEDIST_KERNELS: name of the kernel table to use ("ref", "cpu"); absent: empty.
+std::string envKernelTable();
+
+}  // namespace moedist::util

@@ -1,0 +1,79 @@
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "moedist/status.h"
+#include "moedist/tensor.h"
+#include "util/check.h"
+#include "util/env.h"
+
+namespace moedist {
+
+const char* toString(StatusCode code) {
+  switch (code) {
+    case StatusCode::kOk: return "ok";
+    case StatusCode::kNullArgument: return "null argument";
+    case StatusCode::kInvalidArgument: return "invalid argument";
+    case StatusCode::kInvalidValue: return "invalid value";
+    case StatusCode::kTimeout: return "timeout";
+    case StatusCode::kInternal: return "internal error";
+  }
+  return "unknown";
+}
+
+std::string Status::toString() const {
+  if (ok()) return "ok";
+  return std::string(moedist::toString(code_)) + ": " + message_;
+}
+
+const char* toString(DType t) {
+  switch (t) {
+    case DType::kBFloat16: return "bf16";
+    case DType::kFloat16: return "fp16";
+    case DType::kFloat32: return "fp32";
+    case DType::kInt8: return "int8";
+    case DType::kInt32: return "int32";
+    case DType::kInt64: return "int64";
+    case DType::kBool: return "bool";
+  }
+  return "?";
+}
+
+namespace util {
+
+void checkFailed(const char* expr, const char* file, int line) {
+  std::fprintf(stderr, "moedist: internal check failed: %s at %s:%d\n", expr, file, line);
+  std::abort();
+}
+
+namespace {
+std::optional<long> envLong(const char* name) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return std::nullopt;
+  char* end = nullptr;
+  long x = std::strtol(v, &end, 10);
+  if (end == v || *end != '\0' || x < 0) return std::nullopt;
+  return x;
+}
+}  // namespace
+
+std::optional<std::chrono::milliseconds> envTimeout() {
+  if (auto ms = envLong("MOEDIST_TIMEOUT_MS"); ms && *ms > 0) return std::chrono::milliseconds(*ms);
+  if (auto s = envLong("HCCL_EXEC_TIMEOUT"); s && *s > 0) return std::chrono::seconds(*s);
+  return std::nullopt;
+}
+
+std::optional<int> envKernelThreads() {
+  if (auto n = envLong("MOEDIST_KERNEL_THREADS"); n && *n > 0 && *n <= 1024) return static_cast<int>(*n);
+  return std::nullopt;
+}
+
+long envHcclBuffSizeMb() { return envLong("HCCL_BUFFSIZE").value_or(200); }
+
+std::string envKernelTable() {
+  const char* v = std::getenv("MOEDIST_KERNELS");
+  return v == nullptr ? std::string() : std::string(v);
+}
+
+}  // namespace util
+}  // namespace moedist
