@@ -1,0 +1,37 @@
+// Pieces dispatch and combine share: matching the communicators to the attributes, booking dense copies of
+// strided inputs, binding the workspace, and reading peer memory whether or not the engine maps it.
+#pragma once
+
+#include <cstddef>
+#include <cstring>
+#include <span>
+
+#include "core/context.h"
+#include "core/problem.h"
+#include "core/tensor_access.h"
+#include "core/workspace.h"
+#include "moedist/status.h"
+
+namespace moedist::core {
+
+// The EP communicator must be the world the attributes describe; tp must be given when tpWorldSize is 2.
+Status checkCommunicators(Op op, const Geometry& geo, const RankContext& ep, const RankContext* tp);
+
+// Scratch for a dense copy of `v` when it is strided, nothing when it is dense or absent.
+inline Booking<std::byte> bookDense(Ledger& ledger, const TensorView& v) {
+  return ledger.book<std::byte>(v.defined() && !v.contiguous() ? denseBytes(v) : 0);
+}
+
+// The caller's workspace if given (it must be large enough), else the rank's arena.
+Status bindWorkspace(Op op, RankContext& ctx, const Ledger& ledger, std::span<std::byte> given, Workspace* ws);
+
+// Bytes [offset, offset + bytes) of a peer's region: a pointer into the peer's memory when the engine maps it,
+// else a copy made with read() into `buffer` (which must hold `bytes`).
+inline const std::byte* peerBytes(comm::Engine& engine, int peer, int region, size_t offset, size_t bytes,
+                                  std::byte* buffer, Status* status) {
+  if (const std::byte* base = engine.peerRegion(peer, region)) return base + offset;
+  *status = engine.read(peer, region, offset, buffer, bytes);
+  return buffer;
+}
+
+}  // namespace moedist::core

@@ -1,0 +1,429 @@
+// CombineAddRmsNormV2 (SPEC section 3): bring every expert output row back to the token it came from, sum the
+// rows with the router weights (plus special, shared and residual terms) and apply RmsNorm.
+//
+//  1. validate; derive the topology and the routing plan (which slots of this rank's tokens expect a row);
+//  2. expert side: with TP, reduce the TP pair's partial rows (ReduceScatterV, a call on the TP pair); with
+//     commQuantMode 2, quantize the rows to int8; then index the rows by the source rank in their triples;
+//  3. open the EP call: regions are the rows, the per-source index and the int8 group scales;
+//  4. source side: collect, from every participant, the rows of this rank's slots (each must arrive exactly
+//     once), then for each active token run the fused kernel straight on the peers' rows (one read per row).
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "core/call_common.h"
+#include "core/exchange.h"
+#include "core/operators.h"
+#include "core/routing_plan.h"
+#include "core/topology.h"
+#include "core/validate.h"
+#include "util/numeric.h"
+
+namespace moedist::core {
+
+namespace {
+
+using kernels::SlotKind;
+
+enum CombineRegion : int { kRegionRows, kRegionIndex, kRegionGroupScales, kNumCombineRegions };
+
+struct CombineBookings {
+  Booking<std::byte> expandX, ids, assist, epSend, weights, residual, gamma, tpSend, mask, shared, elastic, oriX,
+      alpha1, alpha2, constV;
+  Booking<uint16_t> tpRows;          // TP-reduced rows (tp == 2)
+  Booking<int8_t> quantRows;         // int8 rows (commQuantMode 2)
+  Booking<uint16_t> quantScales;     // their bf16 group scales
+};
+
+bool isAddRmsNorm(Op op) { return op == Op::kCombineAddRmsNormV2 || op == Op::kCombineAddRmsNorm; }
+
+CombineBookings bookCombine(const CombineArgs& a, const Geometry& geo, Ledger* ledger) {
+  CombineBookings b;
+  b.expandX = bookDense(*ledger, a.expandX);
+  b.ids = bookDense(*ledger, a.expertIds);
+  b.assist = bookDense(*ledger, a.assistInfoForCombine);
+  b.epSend = bookDense(*ledger, a.epSendCounts);
+  b.weights = bookDense(*ledger, a.expertScales);
+  b.residual = bookDense(*ledger, a.residualX);
+  b.gamma = bookDense(*ledger, a.gamma);
+  b.tpSend = bookDense(*ledger, a.tpSendCounts);
+  b.mask = bookDense(*ledger, a.xActiveMask);
+  b.shared = bookDense(*ledger, a.sharedExpertX);
+  b.elastic = bookDense(*ledger, a.elasticInfo);
+  b.oriX = bookDense(*ledger, a.oriX);
+  b.alpha1 = bookDense(*ledger, a.constExpertAlpha1);
+  b.alpha2 = bookDense(*ledger, a.constExpertAlpha2);
+  b.constV = bookDense(*ledger, a.constExpertV);
+  const size_t maxRows = static_cast<size_t>(geo.A);
+  b.tpRows = ledger->book<uint16_t>(geo.tp == 2 ? maxRows * static_cast<size_t>(geo.H) : 0);
+  const bool quant = a.commQuantMode == 2;
+  b.quantRows = ledger->book<int8_t>(quant ? maxRows * static_cast<size_t>(geo.H) : 0);
+  b.quantScales = ledger->book<uint16_t>(quant ? maxRows * static_cast<size_t>(kernels::commQuantGroups(geo.H)) : 0);
+  return b;
+}
+
+struct IndexEntry {
+  int32_t slot;  // t * (K + S) + k at the source
+  int32_t row;   // row in this rank's rows region
+};
+
+struct Inputs {
+  std::span<const std::byte> expandX;
+  std::span<const int32_t> ids, assist, epSend, tpSend, elastic;
+  std::span<const uint8_t> mask;
+  std::span<const float> weights;
+  std::span<const uint16_t> residual, gamma, shared, oriX, alpha1, alpha2, constV;
+};
+
+class CombineRun {
+ public:
+  CombineRun(RankContext& ctx, const CombineCall& call, const Geometry& geo, const Topology& topo, const Inputs& in)
+      : ctx_(ctx), a_(*call.args), op_(call.op), geo_(geo), topo_(topo), in_(in) {}
+
+  int64_t slotsPerToken() const { return geo_.K + geo_.S; }
+
+  // Expert side, step 1: how many rows this rank returns, and their triples are sane.
+  Status readOwnRows() {
+    const int64_t numBlocks = topo_.numRecvBlocks(topo_.self);
+    numOwn_ = in_.epSend[static_cast<size_t>(numBlocks - 1)];
+    if (numOwn_ < 0 || numOwn_ > a_.expandX.dim(0) || 3 * numOwn_ > static_cast<int64_t>(in_.assist.size()))
+      return bad(fmt::format("epSendCounts[{}] (rows this rank received in dispatch) is {}, expected 0..{} (expandX "
+                             "rows) and 3 ints per row in assistInfoForCombine",
+                             numBlocks - 1, numOwn_, std::min<int64_t>(a_.expandX.dim(0), in_.assist.size() / 3)));
+    for (int64_t i = 0; i < numOwn_; ++i) {
+      const int32_t s = in_.assist[static_cast<size_t>(3 * i)];
+      const int32_t t = in_.assist[static_cast<size_t>(3 * i + 1)];
+      const int32_t k = in_.assist[static_cast<size_t>(3 * i + 2)];
+      if (s < 0 || s >= topo_.W || t < 0 || t >= geo_.maxBs || k < 0 || k >= slotsPerToken())
+        return bad(fmt::format("assistInfoForCombine row {} is (rank {}, token {}, slot {}), expected rank < {}, "
+                               "token < {}, slot < {}",
+                               i, s, t, k, topo_.W, geo_.maxBs, slotsPerToken()));
+    }
+    return okStatus();
+  }
+
+  // Expert side, step 2 (tp == 2): red[i] = round(f(E_self[i]) + f(E_peer[Npeer + i])) (SPEC 3.2).
+  // `local` is this rank's verdict so far: the pair joins the call even when it failed, so both learn of it.
+  Status tpReduce(RankContext& tp, const Signature& sig, std::span<uint16_t> out, Status local) {
+    comm::Engine& engine = *tp.engine;
+    const int64_t numPeer = in_.tpSend[static_cast<size_t>(1 - geo_.tpr)];
+    if (local.ok() && (numPeer < 0 || numOwn_ + numPeer > a_.expandX.dim(0)))
+      local = bad(fmt::format("tpSendCounts[{}] (rows of the TP peer) is {}, expected 0..{}", 1 - geo_.tpr, numPeer,
+                              a_.expandX.dim(0) - numOwn_));
+    Header header(sig, local);
+    const int64_t counts[2] = {numOwn_, numPeer};
+    header.append(std::span<const int64_t>(counts));
+    const size_t rowBytes = static_cast<size_t>(geo_.H) * 2;
+    const comm::Region regions[] = {{in_.expandX.data(), in_.expandX.size()}};
+    const int pair[] = {0, 1};
+    OpenCall open(engine, tp.timeout);
+    MOEDIST_RETURN_IF_ERROR(open.open(pair, header.bytes(), regions));
+    if (Status s = agree(op_, engine, pair, local); !s.ok()) return open.close(s);
+    const int peer = 1 - engine.rank();
+    const auto peerCounts = headerWords<int64_t>(engine.peerHeader(peer));
+    if (peerCounts[0] != numPeer || peerCounts[1] != numOwn_)
+      return open.close(bad(fmt::format("the TP pair disagrees on its row counts: this rank returns {} rows and "
+                                        "expects {} from its peer; the peer returns {} and expects {}",
+                                        numOwn_, numPeer, peerCounts[0], peerCounts[1])));
+    const auto kind = a_.expandX.dtype() == DType::kFloat16 ? kernels::Float16Kind::kFp16
+                                                             : kernels::Float16Kind::kBf16;
+    const auto* self = reinterpret_cast<const uint16_t*>(in_.expandX.data());
+    Status status;
+    const std::byte* peerBase = engine.peerRegion(peer, 0);
+    auto reduce = [&](int64_t b, int64_t e) {
+      std::vector<std::byte> buf(peerBase ? 0 : rowBytes);
+      for (int64_t i = b; i < e; ++i) {
+        const auto* other = reinterpret_cast<const uint16_t*>(
+            peerBytes(engine, peer, 0, static_cast<size_t>(numPeer + i) * rowBytes, rowBytes, buf.data(), &status));
+        ctx_.kernels->addRows(self + i * geo_.H, other, kind, geo_.H, out.data() + i * geo_.H);
+      }
+    };
+    if (peerBase != nullptr) {
+      tp.pool.parallelFor(numOwn_, 8, reduce);
+    } else {
+      reduce(0, numOwn_);
+    }
+    return open.close(status);
+  }
+
+  // Expert side, step 3 (commQuantMode 2): int8 rows with bf16 group scales (SPEC 3.7).
+  void quantizeRows(const uint16_t* rows, std::span<int8_t> q, std::span<uint16_t> scales) {
+    const int64_t groups = kernels::commQuantGroups(geo_.H);
+    ctx_.pool.parallelFor(numOwn_, 8, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i)
+        ctx_.kernels->commQuantRow(rows + i * geo_.H, geo_.H, q.data() + i * geo_.H, scales.data() + i * groups);
+    });
+  }
+
+  // Expert side, step 4: the rows grouped by source id (counting sort on the triples' first field).
+  void indexBySource() {
+    sourceOffsets_.assign(static_cast<size_t>(topo_.W + 1), 0);
+    for (int64_t i = 0; i < numOwn_; ++i) ++sourceOffsets_[static_cast<size_t>(in_.assist[3 * i] + 1)];
+    for (int64_t s = 0; s < topo_.W; ++s) sourceOffsets_[static_cast<size_t>(s + 1)] += sourceOffsets_[static_cast<size_t>(s)];
+    index_.resize(static_cast<size_t>(numOwn_));
+    std::vector<int32_t> cursor(sourceOffsets_.begin(), sourceOffsets_.end() - 1);
+    for (int64_t i = 0; i < numOwn_; ++i) {
+      const int32_t s = in_.assist[static_cast<size_t>(3 * i)];
+      const int32_t slot = static_cast<int32_t>(in_.assist[static_cast<size_t>(3 * i + 1)] * slotsPerToken() +
+                                                in_.assist[static_cast<size_t>(3 * i + 2)]);
+      index_[static_cast<size_t>(cursor[static_cast<size_t>(s)]++)] = IndexEntry{slot, static_cast<int32_t>(i)};
+    }
+  }
+
+  std::span<const int32_t> sourceOffsets() const { return sourceOffsets_; }
+  std::span<const IndexEntry> index() const { return index_; }
+
+  // Source side, step 1: which peer row serves each expected slot; every expected slot exactly once.
+  Status collect(const comm::Engine& engine, const RoutingPlan& plan) {
+    const int64_t KS = slotsPerToken(), K = geo_.K;
+    kinds_.assign(static_cast<size_t>(geo_.Bs * KS), SlotKind::kSkip);
+    constIdx_.assign(static_cast<size_t>(geo_.Bs * KS), 0);
+    rowPeer_.assign(static_cast<size_t>(geo_.Bs * KS), -1);
+    rowIdx_.assign(static_cast<size_t>(geo_.Bs * KS), -1);
+    int64_t expected = 0;
+    const int64_t copyBegin = geo_.M + geo_.Z, constBegin = copyBegin + geo_.C, constEnd = constBegin + geo_.Q;
+    for (int64_t t = 0; t < geo_.Bs; ++t) {
+      if (!plan.activeToken[static_cast<size_t>(t)]) continue;
+      for (int64_t k = 0; k < K; ++k) {
+        if (!plan.activeSlot[static_cast<size_t>(t * K + k)]) continue;
+        // SPEC 3.3: classification with the ORIGINAL moeExpertNum, also under scale-in.
+        const int64_t e = in_.ids[static_cast<size_t>(t * K + k)];
+        SlotKind kind = SlotKind::kSkip;
+        if (e < geo_.M) {
+          kind = SlotKind::kMoe;
+          ++expected;
+        } else if (e >= copyBegin && e < constBegin) {
+          kind = SlotKind::kCopy;
+        } else if (e >= constBegin && e < constEnd) {
+          kind = SlotKind::kConst;
+          constIdx_[static_cast<size_t>(t * KS + k)] = static_cast<int32_t>(e - constBegin);
+        }
+        kinds_[static_cast<size_t>(t * KS + k)] = kind;
+      }
+      for (int64_t j = 0; j < geo_.S; ++j) kinds_[static_cast<size_t>(t * KS + K + j)] = SlotKind::kShared;
+      expected += geo_.S;
+    }
+    int64_t arrived = 0;
+    std::vector<IndexEntry> buffer;
+    for (int peer : topo_.participants) {
+      const auto offsets = headerWords<int32_t>(engine.peerHeader(peer));
+      MOEDIST_CHECK(offsets.size() == static_cast<size_t>(topo_.W + 1));
+      const int32_t begin = offsets[static_cast<size_t>(topo_.self)], end = offsets[static_cast<size_t>(topo_.self + 1)];
+      const IndexEntry* entries = reinterpret_cast<const IndexEntry*>(engine.peerRegion(peer, kRegionIndex));
+      if (entries == nullptr && end > begin) {
+        buffer.resize(static_cast<size_t>(end - begin));
+        MOEDIST_RETURN_IF_ERROR(const_cast<comm::Engine&>(engine).read(
+            peer, kRegionIndex, begin * sizeof(IndexEntry), buffer.data(), buffer.size() * sizeof(IndexEntry)));
+        entries = buffer.data() - begin;
+      }
+      for (int32_t i = begin; i < end; ++i) {
+        const IndexEntry& entry = entries[i];
+        const bool inRange = entry.slot >= 0 && entry.slot < geo_.Bs * KS;
+        const auto kind = inRange ? kinds_[static_cast<size_t>(entry.slot)] : SlotKind::kSkip;
+        if ((kind != SlotKind::kMoe && kind != SlotKind::kShared) || rowPeer_[static_cast<size_t>(entry.slot)] != -1)
+          return bad(fmt::format("rank {} returns its row {} for token {} slot {}, which this rank {}; combine's "
+                                 "expertIds, xActiveMask and elasticInfo must be the ones given to dispatch, and "
+                                 "assistInfoForCombine and epSendCounts the ones it returned",
+                                 peer, entry.row, entry.slot / KS, entry.slot % KS,
+                                 !inRange || kind == SlotKind::kSkip || kind == SlotKind::kCopy ||
+                                         kind == SlotKind::kConst
+                                     ? "does not expect"
+                                     : "already received"));
+        rowPeer_[static_cast<size_t>(entry.slot)] = peer;
+        rowIdx_[static_cast<size_t>(entry.slot)] = entry.row;
+        ++arrived;
+      }
+    }
+    if (arrived != expected)
+      return bad(fmt::format("this rank expects {} rows back but {} arrived; combine's inputs must match dispatch's",
+                             expected, arrived));
+    return okStatus();
+  }
+
+  // Source side, step 2: the fused weighted sum, residual add and RmsNorm per active token (SPEC 3.3-3.4).
+  Status reduce(comm::Engine& engine, const RoutingPlan& plan) {
+    const int64_t H = geo_.H, KS = slotsPerToken(), K = geo_.K;
+    const bool quant = a_.commQuantMode == 2;
+    const int64_t groups = kernels::commQuantGroups(H);
+    const bool mapped = engine.peerRegion(engine.rank(), kRegionRows) != nullptr;
+    const bool addNorm = isAddRmsNorm(op_);
+    const float invH = 1.0f / static_cast<float>(H);
+    const size_t rowBytes = static_cast<size_t>(H) * (quant ? 1 : 2);
+    Status status;
+    auto work = [&](int64_t b, int64_t e) {
+      std::vector<float> scratch(static_cast<size_t>(H));
+      std::vector<const uint16_t*> rows(static_cast<size_t>(KS));
+      std::vector<float> weights(static_cast<size_t>(KS), 0.0f);
+      // Rows that cannot be used in place: dequantized (commQuantMode 2) or read (unmapped engines).
+      std::vector<uint16_t> local(quant || !mapped ? static_cast<size_t>(KS * H) : 0);
+      std::vector<std::byte> raw(mapped ? 0 : rowBytes);
+      std::vector<uint16_t> rawScales(mapped || !quant ? 0 : static_cast<size_t>(groups));
+      for (int64_t t = b; t < e; ++t) {
+        if (!plan.activeToken[static_cast<size_t>(t)]) continue;
+        for (int64_t k = 0; k < KS; ++k) {
+          const size_t slot = static_cast<size_t>(t * KS + k);
+          if (k < K) weights[static_cast<size_t>(k)] = in_.weights[static_cast<size_t>(t * K + k)];
+          rows[static_cast<size_t>(k)] = nullptr;
+          if (rowPeer_[slot] < 0) continue;
+          const int peer = rowPeer_[slot];
+          const size_t row = static_cast<size_t>(rowIdx_[slot]);
+          const std::byte* src = peerBytes(engine, peer, kRegionRows, row * rowBytes, rowBytes, raw.data(), &status);
+          uint16_t* mine = local.empty() ? nullptr : local.data() + k * H;
+          if (quant) {
+            const auto* sc = reinterpret_cast<const uint16_t*>(
+                peerBytes(engine, peer, kRegionGroupScales, row * groups * 2, static_cast<size_t>(groups) * 2,
+                          reinterpret_cast<std::byte*>(rawScales.data()), &status));
+            ctx_.kernels->commDequantRow(reinterpret_cast<const int8_t*>(src), sc, H, mine);
+            rows[static_cast<size_t>(k)] = mine;
+          } else if (mapped) {
+            rows[static_cast<size_t>(k)] = reinterpret_cast<const uint16_t*>(src);
+          } else {
+            std::memcpy(mine, src, rowBytes);
+            rows[static_cast<size_t>(k)] = mine;
+          }
+        }
+        kernels::CombineTokenArgs args;
+        args.h = H;
+        args.numSlots = static_cast<int>(KS);
+        args.kinds = kinds_.data() + t * KS;
+        args.rows = rows.data();
+        args.weights = weights.data();
+        args.constIdx = constIdx_.data() + t * KS;
+        args.oriX = in_.oriX.empty() ? nullptr : in_.oriX.data() + t * H;
+        args.alpha1 = in_.alpha1.empty() ? nullptr : in_.alpha1.data();
+        args.alpha2 = in_.alpha2.empty() ? nullptr : in_.alpha2.data();
+        args.constV = in_.constV.empty() ? nullptr : in_.constV.data();
+        args.sharedExpertX = in_.shared.empty() ? nullptr : in_.shared.data() + t * H;
+        args.residual = addNorm ? in_.residual.data() + t * H : nullptr;
+        args.gamma = addNorm ? in_.gamma.data() : nullptr;
+        args.eps = a_.normEps;
+        args.invH = invH;
+        args.outKind = a_.xOut.dtype() == DType::kFloat16 ? kernels::Float16Kind::kFp16 : kernels::Float16Kind::kBf16;
+        args.scratch = scratch.data();
+        args.xOut = a_.xOut.ptr<uint16_t>() + t * H;
+        args.yOut = addNorm ? a_.yOut.ptr<uint16_t>() + t * H : nullptr;
+        args.rstdOut = addNorm ? a_.rstdOut.ptr<float>() + t : nullptr;
+        ctx_.kernels->combineToken(args);
+      }
+    };
+    if (mapped) {
+      ctx_.pool.parallelFor(geo_.Bs, 4, work);
+    } else {
+      work(0, geo_.Bs);
+    }
+    return status;
+  }
+
+ private:
+  Status bad(const std::string& what) const {
+    return Status(StatusCode::kInvalidArgument, fmt::format("{}: {}", opName(op_), what));
+  }
+
+  RankContext& ctx_;
+  const CombineArgs& a_;
+  Op op_;
+  const Geometry& geo_;
+  const Topology& topo_;
+  const Inputs& in_;
+  int64_t numOwn_ = 0;
+  std::vector<int32_t> sourceOffsets_;  // [W + 1] into index_
+  std::vector<IndexEntry> index_;
+  std::vector<SlotKind> kinds_;         // [Bs * (K + S)]
+  std::vector<int32_t> constIdx_;       // [Bs * (K + S)]
+  std::vector<int32_t> rowPeer_;        // [Bs * (K + S)] physical rank holding the slot's row, or -1
+  std::vector<int32_t> rowIdx_;         // [Bs * (K + S)] row in that rank's rows region
+};
+
+template <class T>
+std::span<const T> dense(const TensorView& v, const Workspace& ws, const Booking<std::byte>& b) {
+  return denseAs<T>(v, ws.get(b));
+}
+
+}  // namespace
+
+Status combineWorkspaceBytes(const CombineCall& call, size_t* bytes) {
+  Geometry geo;
+  MOEDIST_RETURN_IF_ERROR(validateCombine(call, &geo));
+  Ledger ledger;
+  bookCombine(*call.args, geo, &ledger);
+  *bytes = ledger.bytes();
+  return okStatus();
+}
+
+Status combine(RankContext& ep, RankContext* tp, const CombineCall& call, std::span<std::byte> workspace) {
+  const CombineArgs& a = *call.args;
+  Geometry geo;
+  MOEDIST_RETURN_IF_ERROR(validateCombine(call, &geo));
+  MOEDIST_RETURN_IF_ERROR(checkCommunicators(call.op, geo, ep, tp));
+  Ledger ledger;
+  const CombineBookings bk = bookCombine(a, geo, &ledger);
+  Workspace ws;
+  MOEDIST_RETURN_IF_ERROR(bindWorkspace(call.op, ep, ledger, workspace, &ws));
+  Inputs in;
+  in.expandX = denseInput(a.expandX, ws.get(bk.expandX));
+  in.ids = dense<int32_t>(a.expertIds, ws, bk.ids);
+  in.assist = dense<int32_t>(a.assistInfoForCombine, ws, bk.assist);
+  in.epSend = dense<int32_t>(a.epSendCounts, ws, bk.epSend);
+  in.weights = dense<float>(a.expertScales, ws, bk.weights);
+  in.residual = dense<uint16_t>(a.residualX, ws, bk.residual);
+  in.gamma = dense<uint16_t>(a.gamma, ws, bk.gamma);
+  in.tpSend = dense<int32_t>(a.tpSendCounts, ws, bk.tpSend);
+  in.mask = dense<uint8_t>(a.xActiveMask, ws, bk.mask);
+  in.shared = dense<uint16_t>(a.sharedExpertX, ws, bk.shared);
+  in.elastic = dense<int32_t>(a.elasticInfo, ws, bk.elastic);
+  in.oriX = dense<uint16_t>(a.oriX, ws, bk.oriX);
+  in.alpha1 = dense<uint16_t>(a.constExpertAlpha1, ws, bk.alpha1);
+  in.alpha2 = dense<uint16_t>(a.constExpertAlpha2, ws, bk.alpha2);
+  in.constV = dense<uint16_t>(a.constExpertV, ws, bk.constV);
+
+  Topology topo;
+  MOEDIST_RETURN_IF_ERROR(makeTopology(call.op, geo, in.elastic, &topo));
+  RoutingPlan plan;
+  Status local = buildRoutingPlan(call.op, geo, topo, in.ids, in.mask, &plan);
+  CombineRun run(ep, call, geo, topo, in);
+  if (local.ok()) local = run.readOwnRows();
+
+  Signature sig = baseSignature(call.op, geo, a, in.elastic);
+  sig[SigField::kDType] = static_cast<int64_t>(a.expandX.dtype());
+  sig[SigField::kCommQuantMode] = a.commQuantMode;
+  sig[SigField::kMaskDims] = a.xActiveMask.defined() ? a.xActiveMask.ndim() : 0;
+
+  // The rows this rank returns: expandX itself, the TP-reduced rows, or their int8 form.
+  const std::byte* rows = in.expandX.data();
+  size_t rowsBytes = in.expandX.size();
+  if (geo.tp == 2) {
+    Signature tpSig = sig;
+    tpSig[SigField::kBatchSize] = 0;
+    auto reduced = ws.get(bk.tpRows);
+    local = run.tpReduce(*tp, tpSig, reduced, local);
+    rows = reinterpret_cast<const std::byte*>(reduced.data());
+    rowsBytes = reduced.size_bytes();
+  }
+  std::span<int8_t> quantRows;
+  std::span<uint16_t> quantScales;
+  if (a.commQuantMode == 2) {
+    quantRows = ws.get(bk.quantRows);
+    quantScales = ws.get(bk.quantScales);
+    if (local.ok()) run.quantizeRows(reinterpret_cast<const uint16_t*>(rows), quantRows, quantScales);
+    rows = reinterpret_cast<const std::byte*>(quantRows.data());
+    rowsBytes = quantRows.size_bytes();
+  }
+  if (local.ok()) run.indexBySource();
+
+  Header header(sig, local);
+  if (local.ok()) header.append(run.sourceOffsets());
+  const comm::Region regions[kNumCombineRegions] = {
+      {rows, rowsBytes},
+      {run.index().data(), run.index().size_bytes()},
+      {quantScales.data(), quantScales.size_bytes()}};
+  OpenCall open(*ep.engine, ep.timeout);
+  Status s = open.open(topo.participants, header.bytes(), regions);
+  if (s.ok()) s = agree(call.op, *ep.engine, topo.participants, local);
+  if (s.ok()) s = run.collect(*ep.engine, plan);
+  if (s.ok()) s = run.reduce(*ep.engine, plan);
+  return open.close(s);
+}
+
+}  // namespace moedist::core

@@ -1,0 +1,28 @@
+// RankContext: what one rank of one communicator keeps between operator calls: its engine, its deadline, its
+// kernel threads and kernel table, and reusable scratch memory. Owned by the public Communicator handle.
+#pragma once
+
+#include <chrono>
+#include <memory>
+
+#include "comm/engine.h"
+#include "core/workspace.h"
+#include "kernels/kernels.h"
+#include "util/thread_pool.h"
+
+namespace moedist::core {
+
+struct RankContext {
+  RankContext(std::unique_ptr<comm::Engine> e, std::chrono::milliseconds t, int kernelThreads)
+      : engine(std::move(e)), timeout(t), pool(kernelThreads), kernels(&kernels::defaultKernels()) {}
+
+  comm::Clock::time_point deadline() const { return comm::Clock::now() + timeout; }
+
+  std::unique_ptr<comm::Engine> engine;
+  std::chrono::milliseconds timeout;
+  util::ThreadPool pool;
+  const kernels::KernelTable* kernels;
+  Arena arena;  // backs the workspace of calls made through the C++ API
+};
+
+}  // namespace moedist::core

@@ -1,0 +1,279 @@
+// DispatchV3 (SPEC section 2): send each active token to the ranks hosting its top-k MoE experts and its shared
+// experts; each rank receives its rows grouped by local expert, then source rank, then the source's (t, k) order.
+//
+// Check, plan, exchange counts, move rows (DESIGN "The algorithm"):
+//  1. validate arguments; derive the topology (elastic scale-in) and this rank's routing plan;
+//  2. open the EP call: the header carries the signature, any local error and the plan's block offsets; the
+//     regions are x, the plan's entries and the smooth scales;
+//  3. agree on success, lay out the receive blocks from every source's offsets, and pull each row straight from
+//     the source's x (one copy; quantized on the way with quantMode 2), writing its (source, token, slot) triple;
+//  4. with TP, a second call on the TP pair appends the peer's rows (AllGatherV).
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "core/call_common.h"
+#include "core/exchange.h"
+#include "core/operators.h"
+#include "core/routing_plan.h"
+#include "core/topology.h"
+#include "core/validate.h"
+
+namespace moedist::core {
+
+namespace {
+
+enum DispatchRegion : int { kRegionX, kRegionEntries, kRegionScales, kNumDispatchRegions };
+
+struct DispatchBookings {
+  Booking<std::byte> x, ids, mask, scales, elastic;
+};
+
+DispatchBookings bookDispatch(const DispatchArgs& a, Ledger* ledger) {
+  DispatchBookings b;
+  b.x = bookDense(*ledger, a.x);
+  b.ids = bookDense(*ledger, a.expertIds);
+  b.mask = bookDense(*ledger, a.xActiveMask);
+  b.scales = bookDense(*ledger, a.scales);
+  b.elastic = bookDense(*ledger, a.elasticInfo);
+  return b;
+}
+
+// One received row: where it comes from.
+struct RowSource {
+  int32_t peer;        // physical rank of the source
+  int32_t sourceId;    // its id in the (possibly renumbered) world: the triple's first field
+  int32_t entry;       // index into the source's plan entries
+  int32_t localExpert;
+};
+
+class DispatchRun {
+ public:
+  DispatchRun(RankContext& ctx, const DispatchCall& call, const Geometry& geo, const Topology& topo)
+      : ctx_(ctx), engine_(*ctx.engine), a_(*call.args), op_(call.op), geo_(geo), topo_(topo) {}
+
+  // Lays out the receive blocks from the sources' headers and checks the outputs can hold them.
+  Status layout() {
+    const int64_t self = topo_.self, L = topo_.L, W = topo_.W;
+    const int64_t numBlocks = topo_.numRecvBlocks(self);
+    recvCounts_.resize(static_cast<size_t>(numBlocks));
+    rows_.clear();
+    int64_t total = 0;
+    for (int64_t i = 0; i < numBlocks; ++i) {
+      const int64_t le = topo_.selfShared() ? 0 : i / W;
+      const int64_t s = topo_.selfShared() ? i : i % W;
+      const int peer = topo_.physical[static_cast<size_t>(s)];
+      auto offsets = headerWords<int32_t>(engine_.peerHeader(peer));
+      MOEDIST_CHECK(offsets.size() == static_cast<size_t>(W * L + 1));
+      const int64_t block = self * L + le;
+      for (int32_t e = offsets[static_cast<size_t>(block)]; e < offsets[static_cast<size_t>(block + 1)]; ++e)
+        rows_.push_back(RowSource{peer, static_cast<int32_t>(s), e, static_cast<int32_t>(le)});
+      total += offsets[static_cast<size_t>(block + 1)] - offsets[static_cast<size_t>(block)];
+      recvCounts_[static_cast<size_t>(i)] = static_cast<int32_t>(total);
+    }
+    const int64_t n = total;
+    auto tooSmall = [&](const char* name, int64_t have, int64_t need) {
+      return Status(StatusCode::kInvalidArgument,
+                    fmt::format("{}: {}: has room for {} rows, but this rank receives {} rows (capacity A is {})",
+                                opName(op_), name, have, need, geo_.A));
+    };
+    if (a_.expandX.dim(0) < n) return tooSmall("expandX", a_.expandX.dim(0), n);
+    if (a_.quantMode == 2 && a_.dynamicScales.dim(0) < n) return tooSmall("dynamicScales", a_.dynamicScales.dim(0), n);
+    if (a_.assistInfoForCombine.numel() < 3 * n)
+      return tooSmall("assistInfoForCombine (3 ints per row)", a_.assistInfoForCombine.numel() / 3, n);
+    return okStatus();
+  }
+
+  // Pulls every row from its source and writes expandX, dynamicScales and the triples.
+  Status pullRows() {
+    const int64_t H = geo_.H, K = geo_.K, S = geo_.S;
+    const size_t xRowBytes = static_cast<size_t>(H * dtypeBytes(a_.x.dtype()));
+    const auto kind = a_.x.dtype() == DType::kFloat16 ? kernels::Float16Kind::kFp16 : kernels::Float16Kind::kBf16;
+    const bool quant = a_.quantMode == 2;
+    const size_t outRowBytes = quant ? static_cast<size_t>(H) : xRowBytes;
+    auto* out = static_cast<std::byte*>(a_.expandX.data());
+    auto* triples = a_.assistInfoForCombine.ptr<int32_t>();
+    float* dynScales = quant ? a_.dynamicScales.ptr<float>() : nullptr;
+    const bool mapped = engine_.peerRegion(engine_.rank(), kRegionX) != nullptr;
+    const int64_t moeBase = S + (topo_.self - topo_.Srank) * topo_.L;  // smooth-scale row of local expert 0
+
+    Status status;
+    auto work = [&](int64_t begin, int64_t end) {
+      std::vector<std::byte> rowBuf(mapped ? 0 : xRowBytes);
+      std::vector<std::byte> scaleBuf(mapped || !quant ? 0 : static_cast<size_t>(H) * sizeof(float));
+      for (int64_t row = begin; row < end; ++row) {
+        const RowSource& src = rows_[static_cast<size_t>(row)];
+        std::byte refBuf[sizeof(SlotRef)];
+        SlotRef ref{};
+        std::memcpy(&ref,
+                    peerBytes(engine_, src.peer, kRegionEntries, src.entry * sizeof(SlotRef), sizeof(SlotRef), refBuf,
+                              &status),
+                    sizeof(SlotRef));
+        const std::byte* x =
+            peerBytes(engine_, src.peer, kRegionX, ref.t * xRowBytes, xRowBytes, rowBuf.data(), &status);
+        std::byte* dst = out + row * outRowBytes;
+        if (!quant) {
+          std::memcpy(dst, x, xRowBytes);
+        } else {
+          const float* smooth = nullptr;
+          if (engine_.peerRegionBytes(src.peer, kRegionScales) > 0) {
+            const int64_t scaleRow = ref.k >= K ? ref.k - K : moeBase + src.localExpert;
+            smooth = reinterpret_cast<const float*>(
+                peerBytes(engine_, src.peer, kRegionScales, scaleRow * H * sizeof(float), H * sizeof(float),
+                          scaleBuf.data(), &status));
+          }
+          ctx_.kernels->quantizeRow(reinterpret_cast<const uint16_t*>(x), kind, smooth, H,
+                                    reinterpret_cast<int8_t*>(dst), &dynScales[row]);
+        }
+        triples[3 * row] = src.sourceId;
+        triples[3 * row + 1] = ref.t;
+        triples[3 * row + 2] = ref.k;
+      }
+    };
+    const int64_t n = static_cast<int64_t>(rows_.size());
+    if (mapped) {
+      ctx_.pool.parallelFor(n, 16, work);
+    } else {
+      work(0, n);  // engine reads are issued from the calling thread only
+    }
+    return status;
+  }
+
+  // epRecvCounts and expertTokenNums (SPEC 2.4).
+  void writeCounts() {
+    std::copy(recvCounts_.begin(), recvCounts_.end(), a_.epRecvCounts.ptr<int32_t>());
+    auto* tokenNums = a_.expertTokenNums.ptr<int64_t>();
+    const int64_t n = numRows();
+    if (topo_.selfShared() || topo_.L == 1) {
+      tokenNums[0] = n;
+      return;
+    }
+    int64_t previous = 0;
+    for (int64_t le = 0; le < topo_.L; ++le) {
+      const int64_t upTo = recvCounts_[static_cast<size_t>(le * topo_.W + topo_.W - 1)];
+      tokenNums[le] = a_.expertTokenNumsType == 0 ? upTo : upTo - previous;
+      previous = upTo;
+    }
+  }
+
+  int64_t numRows() const { return recvCounts_.empty() ? 0 : recvCounts_.back(); }
+  std::span<const int32_t> recvCounts() const { return recvCounts_; }
+
+ private:
+  RankContext& ctx_;
+  comm::Engine& engine_;
+  const DispatchArgs& a_;
+  Op op_;
+  const Geometry& geo_;
+  const Topology& topo_;
+  std::vector<int32_t> recvCounts_;  // inclusive prefix sums over the receive blocks
+  std::vector<RowSource> rows_;
+};
+
+// SPEC 2.6: AllGatherV over the TP pair. Appends the peer's own rows (and scales) after this rank's own rows.
+// `epStatus` is the EP phase's verdict: the pair joins the call even when it failed, so both learn of it.
+Status tpAllGather(RankContext& tp, const DispatchCall& call, const Geometry& geo, const Signature& sig,
+                   const Status& epStatus, int64_t numOwn, std::span<const int32_t> ownCounts) {
+  const DispatchArgs& a = *call.args;
+  comm::Engine& engine = *tp.engine;
+  const size_t rowBytes = static_cast<size_t>(geo.H * dtypeBytes(a.expandX.dtype()));
+  const bool quant = a.quantMode == 2;
+  Header header(sig, epStatus);
+  const int64_t own[1] = {numOwn};
+  header.append(std::span<const int64_t>(own));
+  header.append(ownCounts);
+  const comm::Region regions[] = {
+      {a.expandX.data(), static_cast<size_t>(numOwn) * rowBytes},
+      {quant ? a.dynamicScales.data() : nullptr, quant ? static_cast<size_t>(numOwn) * sizeof(float) : 0}};
+  const int pair[] = {0, 1};
+  OpenCall open(engine, tp.timeout);
+  MOEDIST_RETURN_IF_ERROR(open.open(pair, header.bytes(), regions));
+  if (Status s = agree(call.op, engine, pair, epStatus); !s.ok()) return open.close(s);
+
+  const int peer = 1 - engine.rank();
+  auto payload = headerPayload(engine.peerHeader(peer));
+  int64_t numPeer = 0;
+  std::memcpy(&numPeer, payload.data(), sizeof numPeer);
+  auto peerCounts = std::span(reinterpret_cast<const int32_t*>(payload.data() + sizeof numPeer), ownCounts.size());
+  if (numOwn + numPeer > a.expandX.dim(0))
+    return open.close(Status(StatusCode::kInvalidArgument,
+                             fmt::format("{}: expandX: has room for {} rows, but own + peer rows are {} + {}",
+                                         opName(call.op), a.expandX.dim(0), numOwn, numPeer)));
+  Status status;
+  auto* dst = static_cast<std::byte*>(a.expandX.data()) + numOwn * rowBytes;
+  if (const std::byte* src = engine.peerRegion(peer, 0)) {
+    tp.pool.parallelFor(numPeer, 64, [&](int64_t b, int64_t e) {
+      std::memcpy(dst + b * rowBytes, src + b * rowBytes, static_cast<size_t>(e - b) * rowBytes);
+    });
+  } else {
+    status = engine.read(peer, 0, 0, dst, static_cast<size_t>(numPeer) * rowBytes);
+  }
+  if (quant && status.ok())
+    status = engine.read(peer, 1, 0, a.dynamicScales.ptr<float>() + numOwn, static_cast<size_t>(numPeer) * 4);
+  if (status.ok()) {
+    std::copy(peerCounts.begin(), peerCounts.end(), a.epRecvCounts.ptr<int32_t>() + ownCounts.size());
+    a.tpRecvCounts.ptr<int32_t>()[geo.tpr] = static_cast<int32_t>(numOwn);
+    a.tpRecvCounts.ptr<int32_t>()[1 - geo.tpr] = static_cast<int32_t>(numPeer);
+    a.expertTokenNums.ptr<int64_t>()[0] = numOwn + numPeer;
+  }
+  return open.close(status);
+}
+
+}  // namespace
+
+Status dispatchWorkspaceBytes(const DispatchCall& call, size_t* bytes) {
+  Geometry geo;
+  MOEDIST_RETURN_IF_ERROR(validateDispatch(call, &geo));
+  Ledger ledger;
+  bookDispatch(*call.args, &ledger);
+  *bytes = ledger.bytes();
+  return okStatus();
+}
+
+Status dispatch(RankContext& ep, RankContext* tp, const DispatchCall& call, std::span<std::byte> workspace) {
+  const DispatchArgs& a = *call.args;
+  Geometry geo;
+  MOEDIST_RETURN_IF_ERROR(validateDispatch(call, &geo));
+  MOEDIST_RETURN_IF_ERROR(checkCommunicators(call.op, geo, ep, tp));
+  Ledger ledger;
+  const DispatchBookings bk = bookDispatch(a, &ledger);
+  Workspace ws;
+  MOEDIST_RETURN_IF_ERROR(bindWorkspace(call.op, ep, ledger, workspace, &ws));
+  const auto x = denseInput(a.x, ws.get(bk.x));
+  const auto ids = denseAs<int32_t>(a.expertIds, ws.get(bk.ids));
+  const auto mask = denseAs<uint8_t>(a.xActiveMask, ws.get(bk.mask));
+  const auto scales = denseInput(a.scales, ws.get(bk.scales));
+  const auto elastic = denseAs<int32_t>(a.elasticInfo, ws.get(bk.elastic));
+
+  Topology topo;
+  MOEDIST_RETURN_IF_ERROR(makeTopology(call.op, geo, elastic, &topo));
+  RoutingPlan plan;
+  const Status local = buildRoutingPlan(call.op, geo, topo, ids, mask, &plan);
+
+  Signature sig = baseSignature(call.op, geo, a, elastic);
+  sig[SigField::kDType] = static_cast<int64_t>(a.x.dtype());
+  sig[SigField::kQuantMode] = a.quantMode;
+  sig[SigField::kMaskDims] = a.xActiveMask.defined() ? a.xActiveMask.ndim() : 0;
+  Header header(sig, local);
+  if (local.ok()) header.append(std::span<const int32_t>(plan.blockOffsets));
+  const comm::Region regions[kNumDispatchRegions] = {
+      {x.data(), x.size()},
+      {plan.entries.data(), plan.entries.size() * sizeof(SlotRef)},
+      {scales.data(), scales.size()}};
+
+  OpenCall open(*ep.engine, ep.timeout);
+  DispatchRun run(ep, call, geo, topo);
+  Status s = open.open(topo.participants, header.bytes(), regions);
+  if (s.ok()) s = agree(call.op, *ep.engine, topo.participants, local);
+  if (s.ok()) s = run.layout();
+  if (s.ok()) s = run.pullRows();
+  if (s.ok()) run.writeCounts();
+  s = open.close(s);
+  if (geo.tp != 2) return s;
+  sig[SigField::kBatchSize] = 0;  // the two EP groups may have different batch sizes
+  return tpAllGather(*tp, call, geo, sig, s, run.numRows(), run.recvCounts());
+}
+
+}  // namespace moedist::core

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# DESIGN.md's dependency rule, checked: each folder may include only the folders listed for it.
+# Arrows point down only: api/compat -> core -> {comm interface, kernels interface} -> util.
+set -euo pipefail
+root="${1:-$(dirname "$0")/..}"
+cd "$root"
+
+allowed() {
+  case "$1" in
+    src/util) echo "util moedist" ;;
+    src/kernels*) echo "kernels util" ;;
+    src/comm*) echo "comm util moedist" ;;
+    src/core) echo "core comm/engine.h kernels/kernels.h util moedist" ;;
+    src/api) echo "api core comm/registry.h comm/engine.h util moedist" ;;
+    src/compat) echo "compat api core comm/registry.h comm/engine.h util moedist acl hccl aclnnop" ;;
+    tests/support) echo "support moedist" ;;
+    *) echo "*" ;;
+  esac
+}
+
+status=0
+while IFS= read -r -d '' file; do
+  dir=$(dirname "$file")
+  rules=$(allowed "$dir")
+  [ "$rules" = "*" ] && continue
+  while IFS= read -r inc; do
+    ok=0
+    case "$inc" in */*) ;; *) ok=1 ;; esac  # a header beside the file
+    for rule in $rules; do
+      case "$inc" in
+        "$rule"|"$rule"/*) ok=1 ;;
+      esac
+    done
+    if [ $ok -eq 0 ]; then
+      echo "layering: $file includes \"$inc\", but $dir may include only: $rules"
+      status=1
+    fi
+  done < <(sed -n 's/^#include "\([^"]*\)".*/\1/p' "$file")
+done < <(find src tests/support \( -name '*.h' -o -name '*.cpp' \) -print0)
+
+[ $status -eq 0 ] && echo "layering: ok"
+exit $status
