@@ -14,6 +14,7 @@ allowed() {
     src/api) echo "api core comm/registry.h comm/engine.h util moedist" ;;
     src/compat) echo "compat api core comm/registry.h comm/engine.h util moedist acl hccl aclnnop" ;;
     tests/support) echo "support moedist" ;;
+    tests/harness) echo "harness support moedist" ;;
     *) echo "*" ;;
   esac
 }
@@ -36,7 +37,7 @@ while IFS= read -r -d '' file; do
       status=1
     fi
   done < <(sed -n 's/^#include "\([^"]*\)".*/\1/p' "$file")
-done < <(find src tests/support \( -name '*.h' -o -name '*.cpp' \) -print0)
+done < <(find src tests/support tests/harness \( -name '*.h' -o -name '*.cpp' \) -print0)
 
 [ $status -eq 0 ] && echo "layering: ok"
 exit $status

@@ -1,0 +1,401 @@
+#include "harness/pipeline.h"
+
+#include <algorithm>
+#include <barrier>
+#include <cstring>
+#include <mutex>
+#include <sstream>
+
+#include "support/ffn.h"
+#include "support/rank_launcher.h"
+
+namespace moedist::testing {
+
+namespace {
+
+constexpr uint8_t kSentinel = 0xA5;  // the caller's bytes in every output before each call
+constexpr size_t kMaxFailures = 50;
+
+// Output capacities of one rank (SPEC section 1), computed here from the attributes, apart from the library.
+struct Capacity {
+  int64_t A = 0;
+  int64_t localExperts = 0;
+  int64_t epRecv = 0;
+};
+
+Capacity capacityOf(const ref::Config& cfg, int epRank, int64_t Bs) {
+  const int64_t W = cfg.W, K = cfg.K, Srank = cfg.sharedExpertRankNum;
+  const int64_t S = (Srank == 0 && cfg.sharedExpertNum == 1) ? 0 : cfg.sharedExpertNum;
+  const int64_t L = cfg.M / (W - Srank);
+  const int64_t globalBs = cfg.globalBs != 0 ? cfg.globalBs : Bs * W;
+  const int64_t maxBs = globalBs / W;
+  const int64_t R = S > 0 ? Srank / S : 0;
+  const int64_t sharedA = S > 0 ? maxBs * ((W + R - 1) / R) : 0;
+  const int64_t moeA = globalBs * std::min(L, K);
+  const bool elastic = !cfg.elasticInfo.empty();
+  const bool shared = epRank < Srank;
+  Capacity c;
+  c.A = elastic ? std::max(sharedA, moeA) : (shared ? sharedA : moeA);
+  c.localExperts = elastic || !shared ? L : 1;
+  c.epRecv = (elastic ? std::max(W, W * L) : (shared ? W : W * L)) * (cfg.tp == 2 ? 2 : 1);
+  return c;
+}
+
+template <class T>
+void fill(std::vector<T>& v) {
+  std::memset(v.data(), kSentinel, v.size() * sizeof(T));
+}
+
+// Storage and view of dense row-major data `dense` of `shape`; strided: rows padded (and 2-D float matrices
+// stored transposed), so that the view is not contiguous.
+template <class T>
+TensorView makeInput(std::vector<T>& storage, const std::vector<T>& dense, std::vector<int64_t> shape, DType dtype,
+                     bool strided, bool transpose = false) {
+  const int nd = static_cast<int>(shape.size());
+  if (!strided || nd == 0) {
+    storage = dense;
+    return TensorView(storage.data(), dtype, shape);
+  }
+  if (transpose && nd == 2) {
+    const int64_t rows = shape[0], cols = shape[1];
+    storage.assign(static_cast<size_t>(rows * cols), T{});
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) storage[static_cast<size_t>(c * rows + r)] = dense[static_cast<size_t>(r * cols + c)];
+    const int64_t strides[2] = {1, rows};
+    return TensorView(storage.data(), dtype, shape, strides);
+  }
+  const int64_t cols = shape[static_cast<size_t>(nd - 1)];
+  const int64_t pitch = cols + 3;
+  int64_t rows = 1;
+  for (int d = 0; d < nd - 1; ++d) rows *= shape[static_cast<size_t>(d)];
+  storage.assign(static_cast<size_t>(rows * pitch), T{});
+  for (int64_t r = 0; r < rows; ++r)
+    std::copy_n(dense.begin() + r * cols, cols, storage.begin() + r * pitch);
+  std::vector<int64_t> strides(static_cast<size_t>(nd), 1);
+  int64_t s = pitch;
+  for (int d = nd - 2; d >= 0; --d) {
+    strides[static_cast<size_t>(d)] = s;
+    s *= shape[static_cast<size_t>(d)];
+  }
+  return TensorView(storage.data(), dtype, shape, strides);
+}
+
+// Everything one rank owns.
+struct RankData {
+  int tpIdx = 0, epRank = 0;
+  bool participates = true;
+  Capacity cap;
+  // Dispatch.
+  std::vector<uint16_t> x;
+  std::vector<int32_t> ids, elastic;
+  std::vector<uint8_t> mask;
+  std::vector<float> scales;
+  std::vector<uint8_t> expandX;
+  std::vector<float> dynamicScales, expandScales;
+  std::vector<int32_t> assist, epRecv, tpRecv;
+  std::vector<int64_t> tokenNums;
+  DispatchArgs d;
+  // Combine.
+  std::vector<uint16_t> ffnRows, residual, gamma, sharedX, oriX, alpha1, alpha2, constV, yOut, xOut;
+  std::vector<float> weights, rstd;
+  CombineArgs c;
+};
+
+class Checker {
+ public:
+  void fail(std::string what) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (failures_.size() < kMaxFailures) failures_.push_back(std::move(what));
+  }
+  // got[0, want.size()) must equal want bitwise; got[want.size(), gotCount) must still hold the sentinel.
+  template <class T>
+  void expectPrefix(const std::string& where, const T* got, size_t gotCount, const T* want, size_t wantCount) {
+    if (wantCount > gotCount) {
+      fail(where + ": reference writes " + std::to_string(wantCount) + " elements, tensor holds " +
+           std::to_string(gotCount));
+      return;
+    }
+    for (size_t i = 0; i < wantCount; ++i) {
+      if (std::memcmp(&got[i], &want[i], sizeof(T)) != 0) {
+        fail(where + "[" + std::to_string(i) + "]: got " + hex(&got[i]) + ", expected " + hex(&want[i]));
+        return;
+      }
+    }
+    expectUntouched(where, got, wantCount, gotCount);
+  }
+  template <class T>
+  void expectUntouched(const std::string& where, const T* got, size_t from, size_t to) {
+    const auto* bytes = reinterpret_cast<const uint8_t*>(got);
+    for (size_t i = from * sizeof(T); i < to * sizeof(T); ++i) {
+      if (bytes[i] != kSentinel) {
+        fail(where + "[" + std::to_string(i / sizeof(T)) + "]: written, but the operator must leave it untouched");
+        return;
+      }
+    }
+  }
+  std::vector<std::string> take() { return std::move(failures_); }
+
+ private:
+  template <class T>
+  static std::string hex(const T* v) {
+    std::ostringstream os;
+    os << "0x" << std::hex;
+    const auto* b = reinterpret_cast<const uint8_t*>(v);
+    for (size_t i = sizeof(T); i-- > 0;) os << (b[i] < 16 ? "0" : "") << static_cast<int>(b[i]);
+    return os.str();
+  }
+  std::mutex mu_;
+  std::vector<std::string> failures_;
+};
+
+std::string label(const RankData& r) {
+  return "tp " + std::to_string(r.tpIdx) + " ep rank " + std::to_string(r.epRank);
+}
+
+}  // namespace
+
+std::string RunResult::summary() const {
+  std::ostringstream os;
+  for (const auto& f : failures) os << f << "\n";
+  return os.str();
+}
+
+RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
+  RunResult result;
+  const ref::Config cfg = scenario.config();
+  const int W = cfg.W, G = scenario.numGroups(), H = cfg.H, K = cfg.K;
+  const bool quant = cfg.quantMode == 2;
+  const DType xType = cfg.fp16 ? DType::kFloat16 : DType::kBFloat16;
+  const int64_t expandElem = quant ? 1 : 2;
+
+  // The oracle.
+  const ref::DispatchInputs din = scenario.makeDispatchInputs();
+  ref::DispatchOutputs dout;
+  if (auto err = ref::dispatch(cfg, din, &dout)) {
+    result.failures.push_back("the reference model rejects the scenario's dispatch: " + *err);
+    return result;
+  }
+  const ref::CombineInputs cin = scenario.makeCombineInputs(dout);
+  ref::CombineOutputs cout;
+  if (auto err = ref::combine(cfg, din, cin, &cout)) {
+    result.failures.push_back("the reference model rejects the scenario's combine: " + *err);
+    return result;
+  }
+
+  // Communicators: one EP group per TP index; TP pairs (or size-1 TP communicators with tp == 1).
+  CommOptions commOptions;
+  commOptions.timeout = options.timeout;
+  commOptions.kernelThreads = options.kernelThreads;
+  std::vector<std::vector<Communicator>> ep(static_cast<size_t>(G)), tp(static_cast<size_t>(W));
+  for (auto& group : ep) {
+    if (Status s = Communicator::createInProcess(W, commOptions, &group); !s.ok()) {
+      result.failures.push_back("createInProcess: " + s.toString());
+      return result;
+    }
+  }
+  if (cfg.tp >= 1) {
+    for (auto& pair : tp) {
+      if (Status s = Communicator::createInProcess(G, commOptions, &pair); !s.ok()) {
+        result.failures.push_back("createInProcess: " + s.toString());
+        return result;
+      }
+    }
+  }
+
+  // Every rank's tensors.
+  std::vector<RankData> ranks(static_cast<size_t>(G * W));
+  for (int g = 0; g < G; ++g) {
+    for (int e = 0; e < W; ++e) {
+      RankData& r = ranks[static_cast<size_t>(g * W + e)];
+      const ref::DispatchInput& in = din[static_cast<size_t>(g)][static_cast<size_t>(e)];
+      const ref::CombineInput& ci = cin[static_cast<size_t>(g)][static_cast<size_t>(e)];
+      const int64_t Bs = in.Bs;
+      r.tpIdx = g;
+      r.epRank = e;
+      r.participates = scenario.participates(e);
+      r.cap = capacityOf(cfg, e, Bs);
+      const int64_t rows = std::max(cfg.tp, 1) * r.cap.A;
+      const bool strided = options.stridedInputs;
+      DispatchArgs& d = r.d;
+      d.moeExpertNum = cfg.M;
+      d.sharedExpertNum = cfg.sharedExpertNum;
+      d.sharedExpertRankNum = cfg.sharedExpertRankNum;
+      d.globalBs = cfg.globalBs;
+      d.zeroExpertNum = cfg.Z;
+      d.copyExpertNum = cfg.C;
+      d.constExpertNum = cfg.Q;
+      d.quantMode = cfg.quantMode;
+      d.expertTokenNumsType = cfg.expertTokenNumsType;
+      d.x = makeInput(r.x, in.x, {Bs, H}, xType, strided);
+      d.expertIds = makeInput(r.ids, in.expertIds, {Bs, K}, DType::kInt32, strided);
+      if (cfg.maskDims == 1) d.xActiveMask = makeInput(r.mask, in.mask, {Bs}, DType::kBool, strided);
+      if (cfg.maskDims == 2) d.xActiveMask = makeInput(r.mask, in.mask, {Bs, K}, DType::kBool, strided);
+      if (!in.scales.empty())
+        d.scales = makeInput(r.scales, in.scales, {static_cast<int64_t>(in.scales.size()) / H, H}, DType::kFloat32,
+                             strided);
+      if (!cfg.elasticInfo.empty())
+        d.elasticInfo = makeInput(r.elastic, cfg.elasticInfo, {static_cast<int64_t>(cfg.elasticInfo.size())},
+                                  DType::kInt32, false);
+      r.expandX.resize(static_cast<size_t>(rows * H * expandElem));
+      r.dynamicScales.resize(static_cast<size_t>(rows));
+      r.assist.resize(static_cast<size_t>(r.cap.A * 128));
+      r.tokenNums.resize(static_cast<size_t>(r.cap.localExperts));
+      r.epRecv.resize(static_cast<size_t>(r.cap.epRecv));
+      r.tpRecv.resize(static_cast<size_t>(cfg.tp));
+      r.expandScales.resize(static_cast<size_t>(r.cap.A));
+      d.expandX = TensorView(r.expandX.data(), quant ? DType::kInt8 : xType, {rows, H});
+      d.dynamicScales = TensorView(r.dynamicScales.data(), DType::kFloat32, {rows});
+      d.assistInfoForCombine = TensorView(r.assist.data(), DType::kInt32, {r.cap.A * 128});
+      d.expertTokenNums = TensorView(r.tokenNums.data(), DType::kInt64, {r.cap.localExperts});
+      d.epRecvCounts = TensorView(r.epRecv.data(), DType::kInt32, {r.cap.epRecv});
+      d.tpRecvCounts = TensorView(r.tpRecv.data(), DType::kInt32, {static_cast<int64_t>(cfg.tp)});
+      d.expandScales = TensorView(r.expandScales.data(), DType::kFloat32, {r.cap.A});
+
+      CombineArgs& c = r.c;
+      static_cast<MoeAttrs&>(c) = static_cast<const MoeAttrs&>(d);
+      c.commQuantMode = cfg.commQuantMode;
+      c.normEps = cfg.normEps;
+      r.ffnRows.assign(static_cast<size_t>(rows * H), 0);
+      c.expandX = TensorView(r.ffnRows.data(), DType::kBFloat16, {rows, H});
+      c.expertIds = d.expertIds;
+      c.xActiveMask = d.xActiveMask;
+      c.elasticInfo = d.elasticInfo;
+      c.assistInfoForCombine = d.assistInfoForCombine;
+      c.epSendCounts = d.epRecvCounts;
+      c.tpSendCounts = d.tpRecvCounts;
+      c.expertScales = makeInput(r.weights, ci.expertScales, {Bs, K}, DType::kFloat32, strided, true);
+      c.residualX = makeInput(r.residual, ci.residualX, {Bs, 1, H}, DType::kBFloat16, strided);
+      c.gamma = makeInput(r.gamma, ci.gamma, {H}, DType::kBFloat16, strided);
+      if (!ci.sharedExpertX.empty())
+        c.sharedExpertX = makeInput(r.sharedX, ci.sharedExpertX, scenario.sharedExpertXShape(e), DType::kBFloat16,
+                                    strided);
+      if (!ci.oriX.empty()) c.oriX = makeInput(r.oriX, ci.oriX, {Bs, H}, DType::kBFloat16, strided);
+      if (!ci.alpha1.empty()) {
+        const int64_t Q = static_cast<int64_t>(ci.alpha1.size());
+        c.constExpertAlpha1 = makeInput(r.alpha1, ci.alpha1, {Q}, DType::kBFloat16, false);
+        c.constExpertAlpha2 = makeInput(r.alpha2, ci.alpha2, {Q}, DType::kBFloat16, false);
+        c.constExpertV = makeInput(r.constV, ci.constV, {Q, H}, DType::kBFloat16, strided);
+      }
+      r.yOut.resize(static_cast<size_t>(Bs * H));
+      r.xOut.resize(static_cast<size_t>(Bs * H));
+      r.rstd.resize(static_cast<size_t>(Bs));
+      c.yOut = TensorView(r.yOut.data(), DType::kBFloat16, {Bs, 1, H});
+      c.rstdOut = TensorView(r.rstd.data(), DType::kFloat32, {Bs, 1, 1});
+      c.xOut = TensorView(r.xOut.data(), DType::kBFloat16, {Bs, 1, H});
+    }
+  }
+
+  Checker checker;
+  std::barrier sync(G * W);
+  auto barrier = [&] {
+    if (options.syncBeforeEachOp) sync.arrive_and_wait();
+  };
+  auto body = [&](int index) {
+    RankData& r = ranks[static_cast<size_t>(index)];
+    const ref::DispatchOutput& want = dout[static_cast<size_t>(r.tpIdx)][static_cast<size_t>(r.epRank)];
+    const ref::CombineOutput& wantC = cout[static_cast<size_t>(r.tpIdx)][static_cast<size_t>(r.epRank)];
+    const Communicator& epComm = ep[static_cast<size_t>(r.tpIdx)][static_cast<size_t>(r.epRank)];
+    const Communicator* tpComm = cfg.tp >= 1 ? &tp[static_cast<size_t>(r.epRank)][static_cast<size_t>(r.tpIdx)] : nullptr;
+    RankResult& out = result.ranks[static_cast<size_t>(index)];
+    out.tpIdx = r.tpIdx;
+    out.epRank = r.epRank;
+    out.participates = r.participates;
+    const std::string who = label(r);
+    auto fillDispatchOutputs = [&] {
+      fill(r.expandX), fill(r.dynamicScales), fill(r.assist), fill(r.tokenNums), fill(r.epRecv), fill(r.tpRecv),
+          fill(r.expandScales);
+    };
+    if (options.warmupDispatch) {
+      barrier();
+      DispatchArgs warm = r.d;
+      warm.elasticInfo = TensorView();
+      fillDispatchOutputs();
+      if (Status s = dispatch(epComm, tpComm, warm); !s.ok()) checker.fail(who + ": warm-up dispatch: " + s.toString());
+    }
+    for (int layer = 0; layer < options.layers; ++layer) {
+      const std::string where = who + (options.layers > 1 ? " layer " + std::to_string(layer) : "");
+      // Dispatch.
+      DispatchArgs d = r.d;
+      if (options.editDispatch) options.editDispatch(r.tpIdx, r.epRank, d);
+      fillDispatchOutputs();
+      barrier();
+      bool ok = false;
+      if (r.participates) {
+        const auto t0 = std::chrono::steady_clock::now();
+        out.dispatchStatus = dispatch(epComm, tpComm, d);
+        const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        out.dispatchSeconds = layer == 0 ? sec : std::min(out.dispatchSeconds, sec);
+        ok = out.dispatchStatus.ok();
+        if (!ok) checker.fail(where + ": dispatch: " + out.dispatchStatus.toString());
+      }
+      if (ok && options.check) {
+        const std::string w = where + " dispatch ";
+        checker.expectPrefix(w + "expandX", r.expandX.data(), r.expandX.size(), want.expandX.data(), want.expandX.size());
+        checker.expectPrefix(w + "dynamicScales", r.dynamicScales.data(), r.dynamicScales.size(),
+                             want.dynamicScales.data(), want.dynamicScales.size());
+        checker.expectPrefix(w + "assistInfoForCombine", r.assist.data(), r.assist.size(), want.assistInfo.data(),
+                             want.assistInfo.size());
+        checker.expectPrefix(w + "expertTokenNums", r.tokenNums.data(), r.tokenNums.size(),
+                             want.expertTokenNums.data(), want.expertTokenNums.size());
+        checker.expectPrefix(w + "epRecvCounts", r.epRecv.data(), r.epRecv.size(), want.epRecvCounts.data(),
+                             want.epRecvCounts.size());
+        checker.expectPrefix(w + "tpRecvCounts", r.tpRecv.data(), r.tpRecv.size(), want.tpRecvCounts.data(),
+                             want.tpRecvCounts.size());
+        checker.expectUntouched(w + "expandScales", r.expandScales.data(), 0, r.expandScales.size());
+      }
+      // The stand-in expert FFN on this rank's own dispatch outputs.
+      if (ok) {
+        const FfnRank fr = ffnRankFor(cfg, r.epRank, r.tpIdx);
+        out.ownRows = r.epRecv[static_cast<size_t>(fr.numSourceRanks * (fr.sharedRank ? 1 : fr.numLocalExperts) - 1)];
+        out.totalRows = out.ownRows + (cfg.tp == 2 ? r.tpRecv[static_cast<size_t>(1 - r.tpIdx)] : 0);
+        const auto rows = expertFfn(fr, r.expandX.data(), quant ? r.dynamicScales.data() : nullptr, out.totalRows,
+                                    r.epRecv.data());
+        std::copy(rows.begin(), rows.end(), r.ffnRows.begin());
+      }
+      // Combine.
+      CombineArgs c = r.c;
+      if (options.editCombine) options.editCombine(r.tpIdx, r.epRank, c);
+      fill(r.yOut), fill(r.rstd), fill(r.xOut);
+      barrier();
+      if (r.participates && ok) {
+        const auto t0 = std::chrono::steady_clock::now();
+        out.combineStatus = combineAddRmsNorm(epComm, tpComm, c);
+        const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        out.combineSeconds = layer == 0 ? sec : std::min(out.combineSeconds, sec);
+        if (!out.combineStatus.ok()) {
+          checker.fail(where + ": combine: " + out.combineStatus.toString());
+        } else if (options.check) {
+          for (size_t t = 0; t < wantC.written.size(); ++t) {
+            const size_t h = static_cast<size_t>(H);
+            const std::string w = where + " combine token " + std::to_string(t) + " ";
+            if (wantC.written[t]) {
+              checker.expectPrefix(w + "yOut", &r.yOut[t * h], h, &wantC.yOut[t * h], h);
+              checker.expectPrefix(w + "rstdOut", &r.rstd[t], 1, &wantC.rstdOut[t], 1);
+              checker.expectPrefix(w + "xOut", &r.xOut[t * h], h, &wantC.xOut[t * h], h);
+            } else {
+              checker.expectUntouched(w + "yOut", &r.yOut[t * h], 0, h);
+              checker.expectUntouched(w + "rstdOut", &r.rstd[t], 0, 1);
+              checker.expectUntouched(w + "xOut", &r.xOut[t * h], 0, h);
+            }
+          }
+        }
+      }
+    }
+  };
+  result.ranks.resize(ranks.size());
+  const auto errors = runRanks(G * W, body);
+  for (size_t i = 0; i < errors.size(); ++i)
+    if (!errors[i].empty()) checker.fail(label(ranks[i]) + ": " + errors[i]);
+  result.failures = checker.take();
+
+  for (const RankResult& r : result.ranks) {
+    if (!r.participates) continue;
+    result.dispatchSeconds = std::max(result.dispatchSeconds, r.dispatchSeconds);
+    result.combineSeconds = std::max(result.combineSeconds, r.combineSeconds);
+    result.dispatchBytes += r.totalRows * H * expandElem;
+    result.combineBytes += r.ownRows * H * (cfg.commQuantMode == 2 ? 1 : 2);
+  }
+  return result;
+}
+
+}  // namespace moedist::testing

@@ -1,0 +1,55 @@
+// The end-to-end harness shared by the e2e tests and `moedist run`: it runs a Scenario through the public C++
+// API (dispatch -> stand-in expert FFN -> combine) on in-process ranks, one thread per rank, and checks every
+// output byte against the reference model, including the bytes the operators must leave untouched.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "moedist/ops.h"
+#include "support/scenario.h"
+
+namespace moedist::testing {
+
+struct RunOptions {
+  int kernelThreads = 1;
+  std::chrono::milliseconds timeout{120000};
+  int layers = 1;               // dispatch -> FFN -> combine repeated on the same communicators, each one checked
+  bool warmupDispatch = false;  // one extra dispatch of all ranks without elasticInfo first (the seed example)
+  bool stridedInputs = false;   // pass the inputs as strided (non-contiguous) views
+  bool syncBeforeEachOp = true; // a thread barrier before each operator (for timing); false lets calls overlap
+  bool check = true;            // compare with the reference model
+  // Hooks to corrupt one rank's arguments (error tests); run right before the call on that rank's thread.
+  std::function<void(int tpIdx, int epRank, DispatchArgs&)> editDispatch;
+  std::function<void(int tpIdx, int epRank, CombineArgs&)> editCombine;
+};
+
+struct RankResult {
+  int tpIdx = 0;
+  int epRank = 0;
+  bool participates = true;
+  int64_t ownRows = 0;    // rows received over EP (Nown)
+  int64_t totalRows = 0;  // Nown + Npeer
+  Status dispatchStatus;  // of the last layer
+  Status combineStatus;
+  double dispatchSeconds = 0;  // per call, the best layer
+  double combineSeconds = 0;
+};
+
+struct RunResult {
+  std::vector<RankResult> ranks;     // [tpIdx * W + epRank]
+  std::vector<std::string> failures; // statuses that were not ok and output mismatches (at most ~50)
+  double dispatchSeconds = 0;        // slowest rank's time per call, best layer
+  double combineSeconds = 0;
+  int64_t dispatchBytes = 0;         // payload bytes written by all ranks' dispatch (one layer)
+  int64_t combineBytes = 0;          // payload bytes read back by all ranks' combine (one layer)
+  bool ok() const { return failures.empty(); }
+  std::string summary() const;       // failures, one per line
+};
+
+RunResult runScenario(const Scenario& scenario, const RunOptions& options = {});
+
+}  // namespace moedist::testing
