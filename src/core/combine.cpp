@@ -87,6 +87,9 @@ class CombineRun {
   // Expert side, step 1: how many rows this rank returns, and their triples are sane.
   Status readOwnRows() {
     const int64_t numBlocks = topo_.numRecvBlocks(topo_.self);
+    if (static_cast<int64_t>(in_.epSend.size()) < numBlocks)  // SPEC leaves this unchecked with tpWorldSize 0
+      return bad(fmt::format("epSendCounts: expected at least {} entries (one per receive block), got {}", numBlocks,
+                             in_.epSend.size()));
     numOwn_ = in_.epSend[static_cast<size_t>(numBlocks - 1)];
     if (numOwn_ < 0 || numOwn_ > a_.expandX.dim(0) || 3 * numOwn_ > static_cast<int64_t>(in_.assist.size()))
       return bad(fmt::format("epSendCounts[{}] (rows this rank received in dispatch) is {}, expected 0..{} (expandX "

@@ -320,13 +320,23 @@ RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
       fillDispatchOutputs();
       barrier();
       bool ok = false;
-      if (r.participates) {
+      const bool skipD = options.skipDispatch && options.skipDispatch(r.tpIdx, r.epRank);
+      if (r.participates && !skipD) {
         const auto t0 = std::chrono::steady_clock::now();
         out.dispatchStatus = dispatch(epComm, tpComm, d);
         const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         out.dispatchSeconds = layer == 0 ? sec : std::min(out.dispatchSeconds, sec);
         ok = out.dispatchStatus.ok();
-        if (!ok) checker.fail(where + ": dispatch: " + out.dispatchStatus.toString());
+        if (!ok) {
+          checker.fail(where + ": dispatch: " + out.dispatchStatus.toString());
+          const std::string w = where + " dispatch failed but half-written ";
+          checker.expectUntouched(w + "expandX", r.expandX.data(), 0, r.expandX.size());
+          checker.expectUntouched(w + "dynamicScales", r.dynamicScales.data(), 0, r.dynamicScales.size());
+          checker.expectUntouched(w + "assistInfoForCombine", r.assist.data(), 0, r.assist.size());
+          checker.expectUntouched(w + "expertTokenNums", r.tokenNums.data(), 0, r.tokenNums.size());
+          checker.expectUntouched(w + "epRecvCounts", r.epRecv.data(), 0, r.epRecv.size());
+          checker.expectUntouched(w + "tpRecvCounts", r.tpRecv.data(), 0, r.tpRecv.size());
+        }
       }
       if (ok && options.check) {
         const std::string w = where + " dispatch ";
@@ -357,13 +367,18 @@ RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
       if (options.editCombine) options.editCombine(r.tpIdx, r.epRank, c);
       fill(r.yOut), fill(r.rstd), fill(r.xOut);
       barrier();
-      if (r.participates && ok) {
+      const bool skipC = options.skipCombine && options.skipCombine(r.tpIdx, r.epRank);
+      if (r.participates && ok && !skipC) {
         const auto t0 = std::chrono::steady_clock::now();
         out.combineStatus = combineAddRmsNorm(epComm, tpComm, c);
         const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         out.combineSeconds = layer == 0 ? sec : std::min(out.combineSeconds, sec);
         if (!out.combineStatus.ok()) {
           checker.fail(where + ": combine: " + out.combineStatus.toString());
+          const std::string w = where + " combine failed but half-written ";
+          checker.expectUntouched(w + "yOut", r.yOut.data(), 0, r.yOut.size());
+          checker.expectUntouched(w + "rstdOut", r.rstd.data(), 0, r.rstd.size());
+          checker.expectUntouched(w + "xOut", r.xOut.data(), 0, r.xOut.size());
         } else if (options.check) {
           for (size_t t = 0; t < wantC.written.size(); ++t) {
             const size_t h = static_cast<size_t>(H);

@@ -25,6 +25,9 @@ struct RunOptions {
   // Hooks to corrupt one rank's arguments (error tests); run right before the call on that rank's thread.
   std::function<void(int tpIdx, int epRank, DispatchArgs&)> editDispatch;
   std::function<void(int tpIdx, int epRank, CombineArgs&)> editCombine;
+  // Ranks that skip their calls although they take part (deadline tests).
+  std::function<bool(int tpIdx, int epRank)> skipDispatch;
+  std::function<bool(int tpIdx, int epRank)> skipCombine;
 };
 
 struct RankResult {
@@ -41,7 +44,9 @@ struct RankResult {
 
 struct RunResult {
   std::vector<RankResult> ranks;     // [tpIdx * W + epRank]
-  std::vector<std::string> failures; // statuses that were not ok and output mismatches (at most ~50)
+  // Statuses that were not ok, output mismatches, and outputs a failed call wrote anyway (these contain the
+  // words "half-written"); at most 50.
+  std::vector<std::string> failures;
   double dispatchSeconds = 0;        // slowest rank's time per call, best layer
   double combineSeconds = 0;
   int64_t dispatchBytes = 0;         // payload bytes written by all ranks' dispatch (one layer)
