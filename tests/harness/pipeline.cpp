@@ -251,6 +251,7 @@ RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
       d.tpRecvCounts = TensorView(r.tpRecv.data(), DType::kInt32, {static_cast<int64_t>(cfg.tp)});
       d.expandScales = TensorView(r.expandScales.data(), DType::kFloat32, {r.cap.A});
 
+      if (!r.participates) continue;  // a rank removed by scale-in has no combine inputs
       CombineArgs& c = r.c;
       static_cast<MoeAttrs&>(c) = static_cast<const MoeAttrs&>(d);
       c.commQuantMode = cfg.commQuantMode;
