@@ -322,6 +322,7 @@ RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
       barrier();
       bool ok = false;
       const bool skipD = options.skipDispatch && options.skipDispatch(r.tpIdx, r.epRank);
+      if (!r.participates && options.removedRanksCall) out.dispatchStatus = dispatch(epComm, tpComm, d);
       if (r.participates && !skipD) {
         const auto t0 = std::chrono::steady_clock::now();
         out.dispatchStatus = dispatch(epComm, tpComm, d);

@@ -28,6 +28,8 @@ struct RunOptions {
   // Ranks that skip their calls although they take part (deadline tests).
   std::function<bool(int tpIdx, int epRank)> skipDispatch;
   std::function<bool(int tpIdx, int epRank)> skipCombine;
+  // Ranks removed by elastic scale-in call dispatch anyway (which must fail on them alone).
+  bool removedRanksCall = false;
 };
 
 struct RankResult {
