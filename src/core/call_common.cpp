@@ -2,6 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <numeric>
+#include <optional>
+#include <vector>
+
+#include "core/exchange.h"
+
 namespace moedist::core {
 
 Status checkCommunicators(Op op, const Geometry& geo, const RankContext& ep, const RankContext* tp) {
@@ -38,6 +44,48 @@ Status bindWorkspace(Op op, RankContext& ctx, const Ledger& ledger, std::span<st
                                                             opName(op), given.size(), ledger.bytes()));
   *ws = Workspace(given);
   return okStatus();
+}
+
+namespace {
+
+// See failTogether(). nullopt: this rank was removed by the scale-in and does not take part.
+std::optional<std::vector<int>> participantsFromArgs(const TensorView& elasticInfo, int worldSize, int rank) {
+  std::vector<int> all(static_cast<size_t>(worldSize));
+  std::iota(all.begin(), all.end(), 0);
+  const int64_t length = 4 + 2 * static_cast<int64_t>(worldSize);
+  if (!elasticInfo.defined() || elasticInfo.dtype() != DType::kInt32 || elasticInfo.ndim() != 1 ||
+      elasticInfo.dim(0) != length || elasticInfo.data() == nullptr)
+    return all;
+  std::vector<std::byte> scratch(denseBytes(elasticInfo));
+  const auto e = denseAs<int32_t>(elasticInfo, scratch);
+  if (e[0] == 0) return all;
+  if (e[static_cast<size_t>(4 + rank)] == -1) return std::nullopt;
+  std::vector<int> survivors;
+  for (int p = 0; p < worldSize; ++p)
+    if (e[static_cast<size_t>(4 + p)] != -1) survivors.push_back(p);
+  return survivors;
+}
+
+Status joinWithError(Op op, RankContext& ctx, std::span<const int> participants, const Status& error) {
+  Signature sig;
+  sig[SigField::kOp] = static_cast<int64_t>(op);
+  Header header(sig, error);
+  OpenCall call(op, *ctx.engine, ctx.timeout);
+  if (Status s = call.open(participants, header.bytes(), {}); !s.ok()) return error;
+  return call.close(agree(op, *ctx.engine, participants, error));
+}
+
+}  // namespace
+
+Status failTogether(Op op, RankContext& ep, RankContext* tp, bool tpFirst, const TensorView& elasticInfo,
+                    const Status& error) {
+  const auto participants = participantsFromArgs(elasticInfo, ep.engine->size(), ep.engine->rank());
+  const int pair[] = {0, 1};
+  const bool withTp = tp != nullptr && tp->engine->size() == 2 && tp != &ep;
+  if (withTp && tpFirst) (void)joinWithError(op, *tp, pair, error);
+  if (participants) (void)joinWithError(op, ep, *participants, error);
+  if (withTp && !tpFirst) (void)joinWithError(op, *tp, pair, error);
+  return error;
 }
 
 }  // namespace moedist::core

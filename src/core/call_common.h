@@ -25,6 +25,13 @@ inline Booking<std::byte> bookDense(Ledger& ledger, const TensorView& v) {
 // The caller's workspace if given (it must be large enough), else the rank's arena.
 Status bindWorkspace(Op op, RankContext& ctx, const Ledger& ledger, std::span<std::byte> given, Workspace* ws);
 
+// Joins the call's exchanges carrying `error` (a failure found before them), so that every participant fails at
+// once with it instead of waiting for this rank until its deadline. The participants are read from elasticInfo as
+// far as it is usable, else all ranks; a rank that elasticInfo removes does not join. `tpFirst`: the operator talks
+// to its TP pair before its EP group (combine), else after (dispatch).
+Status failTogether(Op op, RankContext& ep, RankContext* tp, bool tpFirst, const TensorView& elasticInfo,
+                    const Status& error);
+
 // Bytes [offset, offset + bytes) of a peer's region: a pointer into the peer's memory when the engine maps it,
 // else a copy made with read() into `buffer` (which must hold `bytes`).
 inline const std::byte* peerBytes(comm::Engine& engine, int peer, int region, size_t offset, size_t bytes,

@@ -91,10 +91,11 @@ class CombineRun {
       return bad(fmt::format("epSendCounts: expected at least {} entries (one per receive block), got {}", numBlocks,
                              in_.epSend.size()));
     numOwn_ = in_.epSend[static_cast<size_t>(numBlocks - 1)];
-    if (numOwn_ < 0 || numOwn_ > a_.expandX.dim(0) || 3 * numOwn_ > static_cast<int64_t>(in_.assist.size()))
-      return bad(fmt::format("epSendCounts[{}] (rows this rank received in dispatch) is {}, expected 0..{} (expandX "
-                             "rows) and 3 ints per row in assistInfoForCombine",
-                             numBlocks - 1, numOwn_, std::min<int64_t>(a_.expandX.dim(0), in_.assist.size() / 3)));
+    const int64_t maxRows = std::min<int64_t>({geo_.A, a_.expandX.dim(0), static_cast<int64_t>(in_.assist.size()) / 3});
+    if (numOwn_ < 0 || numOwn_ > maxRows)
+      return bad(fmt::format("epSendCounts[{}] (rows this rank received in dispatch) is {}, expected 0..{} (at most "
+                             "the capacity A = {}, the rows of expandX and a triple per row in assistInfoForCombine)",
+                             numBlocks - 1, numOwn_, maxRows, geo_.A));
     for (int64_t i = 0; i < numOwn_; ++i) {
       const int32_t s = in_.assist[static_cast<size_t>(3 * i)];
       const int32_t t = in_.assist[static_cast<size_t>(3 * i + 1)];
@@ -112,16 +113,16 @@ class CombineRun {
   Status tpReduce(RankContext& tp, const Signature& sig, std::span<uint16_t> out, Status local) {
     comm::Engine& engine = *tp.engine;
     const int64_t numPeer = in_.tpSend[static_cast<size_t>(1 - geo_.tpr)];
-    if (local.ok() && (numPeer < 0 || numOwn_ + numPeer > a_.expandX.dim(0)))
+    if (local.ok() && (numPeer < 0 || numPeer > geo_.A || numOwn_ + numPeer > a_.expandX.dim(0)))
       local = bad(fmt::format("tpSendCounts[{}] (rows of the TP peer) is {}, expected 0..{}", 1 - geo_.tpr, numPeer,
-                              a_.expandX.dim(0) - numOwn_));
+                              std::min(geo_.A, a_.expandX.dim(0) - numOwn_)));
     Header header(sig, local);
     const int64_t counts[2] = {numOwn_, numPeer};
     header.append(std::span<const int64_t>(counts));
     const size_t rowBytes = static_cast<size_t>(geo_.H) * 2;
     const comm::Region regions[] = {{in_.expandX.data(), in_.expandX.size()}};
     const int pair[] = {0, 1};
-    OpenCall open(engine, tp.timeout);
+    OpenCall open(op_, engine, tp.timeout);
     MOEDIST_RETURN_IF_ERROR(open.open(pair, header.bytes(), regions));
     if (Status s = agree(op_, engine, pair, local); !s.ok()) return open.close(s);
     const int peer = 1 - engine.rank();
@@ -358,12 +359,13 @@ Status combineWorkspaceBytes(const CombineCall& call, size_t* bytes) {
 Status combine(RankContext& ep, RankContext* tp, const CombineCall& call, std::span<std::byte> workspace) {
   const CombineArgs& a = *call.args;
   Geometry geo;
-  MOEDIST_RETURN_IF_ERROR(validateCombine(call, &geo));
-  MOEDIST_RETURN_IF_ERROR(checkCommunicators(call.op, geo, ep, tp));
+  Status checked = validateCombine(call, &geo);
+  if (checked.ok()) checked = checkCommunicators(call.op, geo, ep, tp);
   Ledger ledger;
   const CombineBookings bk = bookCombine(a, geo, &ledger);
   Workspace ws;
-  MOEDIST_RETURN_IF_ERROR(bindWorkspace(call.op, ep, ledger, workspace, &ws));
+  if (checked.ok()) checked = bindWorkspace(call.op, ep, ledger, workspace, &ws);
+  if (!checked.ok()) return failTogether(call.op, ep, tp, /*tpFirst=*/true, a.elasticInfo, checked);
   Inputs in;
   in.expandX = denseInput(a.expandX, ws.get(bk.expandX));
   in.ids = dense<int32_t>(a.expertIds, ws, bk.ids);
@@ -421,7 +423,7 @@ Status combine(RankContext& ep, RankContext* tp, const CombineCall& call, std::s
       {rows, rowsBytes},
       {run.index().data(), run.index().size_bytes()},
       {quantScales.data(), quantScales.size_bytes()}};
-  OpenCall open(*ep.engine, ep.timeout);
+  OpenCall open(call.op, *ep.engine, ep.timeout);
   Status s = open.open(topo.participants, header.bytes(), regions);
   if (s.ok()) s = agree(call.op, *ep.engine, topo.participants, local);
   if (s.ok()) s = run.collect(*ep.engine, plan);

@@ -188,7 +188,7 @@ Status tpAllGather(RankContext& tp, const DispatchCall& call, const Geometry& ge
       {a.expandX.data(), static_cast<size_t>(numOwn) * rowBytes},
       {quant ? a.dynamicScales.data() : nullptr, quant ? static_cast<size_t>(numOwn) * sizeof(float) : 0}};
   const int pair[] = {0, 1};
-  OpenCall open(engine, tp.timeout);
+  OpenCall open(call.op, engine, tp.timeout);
   MOEDIST_RETURN_IF_ERROR(open.open(pair, header.bytes(), regions));
   if (Status s = agree(call.op, engine, pair, epStatus); !s.ok()) return open.close(s);
 
@@ -235,12 +235,13 @@ Status dispatchWorkspaceBytes(const DispatchCall& call, size_t* bytes) {
 Status dispatch(RankContext& ep, RankContext* tp, const DispatchCall& call, std::span<std::byte> workspace) {
   const DispatchArgs& a = *call.args;
   Geometry geo;
-  MOEDIST_RETURN_IF_ERROR(validateDispatch(call, &geo));
-  MOEDIST_RETURN_IF_ERROR(checkCommunicators(call.op, geo, ep, tp));
   Ledger ledger;
   const DispatchBookings bk = bookDispatch(a, &ledger);
   Workspace ws;
-  MOEDIST_RETURN_IF_ERROR(bindWorkspace(call.op, ep, ledger, workspace, &ws));
+  Status checked = validateDispatch(call, &geo);
+  if (checked.ok()) checked = checkCommunicators(call.op, geo, ep, tp);
+  if (checked.ok()) checked = bindWorkspace(call.op, ep, ledger, workspace, &ws);
+  if (!checked.ok()) return failTogether(call.op, ep, tp, /*tpFirst=*/false, a.elasticInfo, checked);
   const auto x = denseInput(a.x, ws.get(bk.x));
   const auto ids = denseAs<int32_t>(a.expertIds, ws.get(bk.ids));
   const auto mask = denseAs<uint8_t>(a.xActiveMask, ws.get(bk.mask));
@@ -263,7 +264,7 @@ Status dispatch(RankContext& ep, RankContext* tp, const DispatchCall& call, std:
       {plan.entries.data(), plan.entries.size() * sizeof(SlotRef)},
       {scales.data(), scales.size()}};
 
-  OpenCall open(*ep.engine, ep.timeout);
+  OpenCall open(call.op, *ep.engine, ep.timeout);
   DispatchRun run(ep, call, geo, topo);
   Status s = open.open(topo.participants, header.bytes(), regions);
   if (s.ok()) s = agree(call.op, *ep.engine, topo.participants, local);

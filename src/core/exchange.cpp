@@ -69,8 +69,8 @@ std::span<const std::byte> Header::bytes() {
   Prefix p{sig_, errorCode_, static_cast<int32_t>(error_.size()), static_cast<int64_t>(payload_.size())};
   bytes_.resize(sizeof(Prefix) + payload_.size() + error_.size());
   std::memcpy(bytes_.data(), &p, sizeof(Prefix));
-  std::memcpy(bytes_.data() + sizeof(Prefix), payload_.data(), payload_.size());
-  std::memcpy(bytes_.data() + sizeof(Prefix) + payload_.size(), error_.data(), error_.size());
+  if (!payload_.empty()) std::memcpy(bytes_.data() + sizeof(Prefix), payload_.data(), payload_.size());
+  if (!error_.empty()) std::memcpy(bytes_.data() + sizeof(Prefix) + payload_.size(), error_.data(), error_.size());
   return bytes_;
 }
 
@@ -119,14 +119,19 @@ Status OpenCall::open(std::span<const int> participants, std::span<const std::by
                       std::span<const comm::Region> regions) {
   Status s = engine_.open(participants, header, regions, comm::Clock::now() + timeout_);
   open_ = s.ok();
-  return s;
+  return named(std::move(s));
 }
 
 Status OpenCall::close(Status status) {
   if (!open_) return status;
   open_ = false;
-  Status c = engine_.close(comm::Clock::now() + timeout_);
+  Status c = named(engine_.close(comm::Clock::now() + timeout_));
   return status.ok() ? c : status;
+}
+
+Status OpenCall::named(Status s) const {
+  if (s.ok()) return s;
+  return Status(s.code(), fmt::format("{}: {}", opName(op_), s.message()));
 }
 
 }  // namespace moedist::core

@@ -66,7 +66,8 @@ Status agree(Op op, const comm::Engine& engine, std::span<const int> participant
 // RAII for one open call: close() on every path, with the deadline of the rank's timeout.
 class OpenCall {
  public:
-  OpenCall(comm::Engine& engine, std::chrono::milliseconds timeout) : engine_(engine), timeout_(timeout) {}
+  OpenCall(Op op, comm::Engine& engine, std::chrono::milliseconds timeout)
+      : op_(op), engine_(engine), timeout_(timeout) {}
   ~OpenCall();
   Status open(std::span<const int> participants, std::span<const std::byte> header,
               std::span<const comm::Region> regions);
@@ -74,6 +75,9 @@ class OpenCall {
   Status close(Status status);
 
  private:
+  Status named(Status s) const;  // prefixes the engine's errors with the operator's name
+
+  Op op_;
   comm::Engine& engine_;
   std::chrono::milliseconds timeout_;
   bool open_ = false;

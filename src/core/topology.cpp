@@ -38,6 +38,8 @@ Status makeTopology(Op op, const Geometry& geo, std::span<const int32_t> e, Topo
     if (geo.S == 0 && newSrank != 0)
       return bad(op, fmt::format("[2] (shared-expert ranks after scale-in) is {}, expected 0 without shared experts",
                                  newSrank));
+    if (newM > geo.M)
+      return bad(op, fmt::format("[3] (MoE experts after scale-in) is {}, expected at most moeExpertNum {}", newM, geo.M));
     if (newM != geo.L * (newW - newSrank))
       return bad(op, fmt::format("[3] (MoE experts after scale-in) is {}, expected {} so that every MoE rank keeps its "
                                  "{} experts ({} MoE ranks)", newM, geo.L * (newW - newSrank), geo.L, newW - newSrank));
