@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstring>
 #include <vector>
 
@@ -54,8 +55,36 @@ class DispatchRun {
   DispatchRun(RankContext& ctx, const DispatchCall& call, const Geometry& geo, const Topology& topo)
       : ctx_(ctx), engine_(*ctx.engine), a_(*call.args), op_(call.op), geo_(geo), topo_(topo) {}
 
-  // Lays out the receive blocks from the sources' headers and checks the outputs can hold them.
-  Status layout() {
+  // Every participant's header: its send-block offsets (W*L + 1 words), then its output capacity in rows.
+  std::span<const int32_t> peerOffsets(int peer) const {
+    auto words = headerWords<int32_t>(engine_.peerHeader(peer));
+    MOEDIST_CHECK(words.size() == static_cast<size_t>(topo_.W * topo_.L + 2));
+    return words.first(words.size() - 1);
+  }
+  int32_t peerCapacity(int peer) const { return headerWords<int32_t>(engine_.peerHeader(peer)).back(); }
+
+  // Every rank checks every receiver's capacity from the headers, so all reach the same verdict before any row
+  // moves (SPEC leaves expandX unchecked with tpWorldSize 0).
+  Status checkCapacities() const {
+    const int64_t L = topo_.L;
+    for (int64_t d = 0; d < topo_.W; ++d) {
+      int64_t rows = 0;
+      for (int peer : topo_.participants) {
+        auto offsets = peerOffsets(peer);
+        rows += offsets[static_cast<size_t>((d + 1) * L)] - offsets[static_cast<size_t>(d * L)];
+      }
+      const int dPeer = topo_.physical[static_cast<size_t>(d)];
+      if (rows > peerCapacity(dPeer))
+        return Status(StatusCode::kInvalidArgument,
+                      fmt::format("{}: rank {} receives {} rows, but its expandX, dynamicScales or "
+                                  "assistInfoForCombine has room for {} (the capacity A of a rank is {})",
+                                  opName(op_), dPeer, rows, peerCapacity(dPeer), geo_.A));
+    }
+    return okStatus();
+  }
+
+  // Lays out the receive blocks from the sources' headers.
+  void layout() {
     const int64_t self = topo_.self, L = topo_.L, W = topo_.W;
     const int64_t numBlocks = topo_.numRecvBlocks(self);
     recvCounts_.resize(static_cast<size_t>(numBlocks));
@@ -65,25 +94,13 @@ class DispatchRun {
       const int64_t le = topo_.selfShared() ? 0 : i / W;
       const int64_t s = topo_.selfShared() ? i : i % W;
       const int peer = topo_.physical[static_cast<size_t>(s)];
-      auto offsets = headerWords<int32_t>(engine_.peerHeader(peer));
-      MOEDIST_CHECK(offsets.size() == static_cast<size_t>(W * L + 1));
+      auto offsets = peerOffsets(peer);
       const int64_t block = self * L + le;
       for (int32_t e = offsets[static_cast<size_t>(block)]; e < offsets[static_cast<size_t>(block + 1)]; ++e)
         rows_.push_back(RowSource{peer, static_cast<int32_t>(s), e, static_cast<int32_t>(le)});
       total += offsets[static_cast<size_t>(block + 1)] - offsets[static_cast<size_t>(block)];
       recvCounts_[static_cast<size_t>(i)] = static_cast<int32_t>(total);
     }
-    const int64_t n = total;
-    auto tooSmall = [&](const char* name, int64_t have, int64_t need) {
-      return Status(StatusCode::kInvalidArgument,
-                    fmt::format("{}: {}: has room for {} rows, but this rank receives {} rows (capacity A is {})",
-                                opName(op_), name, have, need, geo_.A));
-    };
-    if (a_.expandX.dim(0) < n) return tooSmall("expandX", a_.expandX.dim(0), n);
-    if (a_.quantMode == 2 && a_.dynamicScales.dim(0) < n) return tooSmall("dynamicScales", a_.dynamicScales.dim(0), n);
-    if (a_.assistInfoForCombine.numel() < 3 * n)
-      return tooSmall("assistInfoForCombine (3 ints per row)", a_.assistInfoForCombine.numel() / 3, n);
-    return okStatus();
   }
 
   // Pulls every row from its source and writes expandX, dynamicScales and the triples.
@@ -258,7 +275,14 @@ Status dispatch(RankContext& ep, RankContext* tp, const DispatchCall& call, std:
   sig[SigField::kQuantMode] = a.quantMode;
   sig[SigField::kMaskDims] = a.xActiveMask.defined() ? a.xActiveMask.ndim() : 0;
   Header header(sig, local);
-  if (local.ok()) header.append(std::span<const int32_t>(plan.blockOffsets));
+  if (local.ok()) {
+    // The rows this rank can receive: what expandX, dynamicScales and assistInfoForCombine hold.
+    int64_t capacity = std::min(a.expandX.dim(0), a.assistInfoForCombine.numel() / 3);
+    if (a.quantMode == 2) capacity = std::min(capacity, a.dynamicScales.dim(0));
+    const int32_t words[1] = {static_cast<int32_t>(std::min<int64_t>(capacity, INT32_MAX))};
+    header.append(std::span<const int32_t>(plan.blockOffsets));
+    header.append(std::span<const int32_t>(words));
+  }
   const comm::Region regions[kNumDispatchRegions] = {
       {x.data(), x.size()},
       {plan.entries.data(), plan.entries.size() * sizeof(SlotRef)},
@@ -268,7 +292,8 @@ Status dispatch(RankContext& ep, RankContext* tp, const DispatchCall& call, std:
   DispatchRun run(ep, call, geo, topo);
   Status s = open.open(topo.participants, header.bytes(), regions);
   if (s.ok()) s = agree(call.op, *ep.engine, topo.participants, local);
-  if (s.ok()) s = run.layout();
+  if (s.ok()) s = run.checkCapacities();
+  if (s.ok()) run.layout();
   if (s.ok()) s = run.pullRows();
   if (s.ok()) run.writeCounts();
   s = open.close(s);

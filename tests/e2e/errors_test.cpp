@@ -228,6 +228,47 @@ TEST(DataErrors, CombineWithOtherExpertIdsThanDispatch) {
   expectNothingHalfWritten(r);
 }
 
+// An argument error on one rank (phase-1 validation) still reaches every rank at once, not after a timeout.
+TEST(ArgumentErrors, OneRankBadArgumentFailsEveryRankAtOnce) {
+  std::vector<float> wrongType(5 * 3, 0.0f);
+  RunOptions o;
+  o.timeout = std::chrono::milliseconds(60000);
+  o.editDispatch = [&](int, int epRank, DispatchArgs& d) {
+    if (epRank == 3) d.expertIds = TensorView(wrongType.data(), DType::kFloat32, {5, 3});
+  };
+  const auto t0 = std::chrono::steady_clock::now();
+  const RunResult r = runScenario(small(), o);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
+  expectDispatchFailsEverywhere(r, StatusCode::kInvalidArgument, 3, "expertIds");
+}
+
+TEST(ArgumentErrors, CombineBadArgumentFailsEveryRankAtOnce) {
+  std::vector<uint16_t> shortGamma(100, 0);
+  RunOptions o;
+  o.timeout = std::chrono::milliseconds(60000);
+  o.editCombine = [&](int, int epRank, CombineArgs& c) {
+    if (epRank == 0) c.gamma = TensorView(shortGamma.data(), DType::kBFloat16, {100});
+  };
+  const auto t0 = std::chrono::steady_clock::now();
+  const RunResult r = runScenario(small(), o);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
+  for (const RankResult& rank : r.ranks) {
+    EXPECT_EQ(rank.combineStatus.code(), StatusCode::kInvalidValue) << rank.combineStatus.toString();
+    EXPECT_TRUE(contains(rank.combineStatus.message(), "gamma")) << rank.combineStatus.message();
+  }
+  expectNothingHalfWritten(r);
+}
+
+// With tpWorldSize 0 SPEC does not check expandX's rows; moedist checks every receiver's room on every rank.
+TEST(DataErrors, ReceiverWithoutRoomFailsEveryRank) {
+  std::vector<uint16_t> tiny(2 * 1024);
+  RunOptions o;
+  o.editDispatch = [&](int, int epRank, DispatchArgs& d) {
+    if (epRank == 2) d.expandX = TensorView(tiny.data(), DType::kBFloat16, {2, 1024});
+  };
+  expectDispatchFailsEverywhere(runScenario(small(), o), StatusCode::kInvalidArgument, 2, "rank 2 receives");
+}
+
 TEST(Deadlines, RankThatNeverArrivesIsNamed) {
   RunOptions o;
   o.timeout = std::chrono::milliseconds(300);
@@ -240,6 +281,7 @@ TEST(Deadlines, RankThatNeverArrivesIsNamed) {
     if (rank.epRank == 3) continue;
     EXPECT_EQ(rank.dispatchStatus.code(), StatusCode::kTimeout) << rank.dispatchStatus.toString();
     EXPECT_TRUE(contains(rank.dispatchStatus.message(), "rank(s) 3")) << rank.dispatchStatus.message();
+    EXPECT_TRUE(contains(rank.dispatchStatus.message(), "DispatchV3")) << rank.dispatchStatus.message();
   }
   expectNothingHalfWritten(r);
 }
@@ -253,6 +295,7 @@ TEST(Deadlines, CombineRankThatNeverArrivesIsNamed) {
     if (rank.epRank == 0) continue;
     EXPECT_EQ(rank.combineStatus.code(), StatusCode::kTimeout) << rank.combineStatus.toString();
     EXPECT_TRUE(contains(rank.combineStatus.message(), "rank(s) 0")) << rank.combineStatus.message();
+    EXPECT_TRUE(contains(rank.combineStatus.message(), "CombineAddRmsNormV2")) << rank.combineStatus.message();
   }
   expectNothingHalfWritten(r);
 }
