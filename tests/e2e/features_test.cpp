@@ -124,6 +124,8 @@ const std::vector<Case>& cases() {
   return all;
 }
 
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
 class Features : public ::testing::TestWithParam<Case> {};
 
 TEST_P(Features, MatchesReference) {

@@ -69,6 +69,8 @@ std::vector<GridPoint> points() {
   return out;
 }
 
+void PrintTo(const GridPoint& p, std::ostream* os) { *os << p.name(); }
+
 class Grid : public ::testing::TestWithParam<GridPoint> {};
 
 TEST_P(Grid, MatchesReference) {
