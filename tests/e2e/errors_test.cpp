@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -148,42 +149,38 @@ TEST(DataErrors, AttributeDiffersBetweenRanks) {
   expectNothingHalfWritten(r2);
 }
 
-TEST(DataErrors, ElasticTablesNotInverse) {
+// Every survivor passes the same elasticInfo, edited by `edit`; every survivor must reject it (without an
+// exchange: the participants themselves are in question) with a message containing `detail`.
+void expectElasticInfoRejected(const std::function<void(std::vector<int32_t>&)>& edit, const std::string& detail) {
   Scenario sc = small();
   sc.removedRanks = {2};
-  std::vector<int32_t> info;
+  std::vector<std::vector<int32_t>> info(4);  // one copy per rank: the edit runs on the ranks' threads
   RunOptions o;
-  o.editDispatch = [&](int, int, DispatchArgs& d) {
-    info.assign(d.elasticInfo.ptr<int32_t>(), d.elasticInfo.ptr<int32_t>() + d.elasticInfo.numel());
-    std::swap(info[4 + 4 + 0], info[4 + 4 + 1]);  // table2 of new ids 0 and 1 swapped
-    d.elasticInfo = TensorView(info.data(), DType::kInt32, {static_cast<int64_t>(info.size())});
+  o.editDispatch = [&](int, int epRank, DispatchArgs& d) {
+    auto& mine = info[static_cast<size_t>(epRank)];
+    mine.assign(d.elasticInfo.ptr<int32_t>(), d.elasticInfo.ptr<int32_t>() + d.elasticInfo.numel());
+    edit(mine);
+    d.elasticInfo = TensorView(mine.data(), DType::kInt32, {static_cast<int64_t>(mine.size())});
   };
   const RunResult r = runScenario(sc, o);
   ASSERT_FALSE(r.ok());
   for (const RankResult& rank : r.ranks) {
     if (!rank.participates) continue;
     EXPECT_EQ(rank.dispatchStatus.code(), StatusCode::kInvalidArgument);
-    EXPECT_TRUE(contains(rank.dispatchStatus.message(), "elasticInfo: tables are not inverse"))
-        << rank.dispatchStatus.message();
+    EXPECT_TRUE(contains(rank.dispatchStatus.message(), detail)) << rank.dispatchStatus.message();
   }
   expectNothingHalfWritten(r);
 }
 
+TEST(DataErrors, ElasticTablesNotInverse) {
+  // W = 4: table2 starts at index 4 + W; swap the old ranks of new ids 0 and 1.
+  expectElasticInfoRejected([](std::vector<int32_t>& e) { std::swap(e[8], e[9]); },
+                            "elasticInfo: tables are not inverse");
+}
+
 TEST(DataErrors, ElasticChangesExpertsPerRank) {
-  Scenario sc = small();
-  sc.removedRanks = {2};
-  std::vector<int32_t> info;
-  RunOptions o;
-  o.editDispatch = [&](int, int, DispatchArgs& d) {
-    info.assign(d.elasticInfo.ptr<int32_t>(), d.elasticInfo.ptr<int32_t>() + d.elasticInfo.numel());
-    info[3] = 3;  // M' = 3 over 3 MoE ranks: one expert per rank instead of two
-    d.elasticInfo = TensorView(info.data(), DType::kInt32, {static_cast<int64_t>(info.size())});
-  };
-  const RunResult r = runScenario(sc, o);
-  ASSERT_FALSE(r.ok());
-  for (const RankResult& rank : r.ranks)
-    if (rank.participates) EXPECT_TRUE(contains(rank.dispatchStatus.message(), "keeps its 2 experts"));
-  expectNothingHalfWritten(r);
+  // M' = 3 over 3 MoE ranks: one expert per rank instead of two.
+  expectElasticInfoRejected([](std::vector<int32_t>& e) { e[3] = 3; }, "keeps its 2 experts");
 }
 
 TEST(DataErrors, RemovedRankThatCallsAnywayFailsAlone) {
