@@ -43,7 +43,7 @@ Capacity capacityOf(const ref::Config& cfg, int epRank, int64_t Bs) {
 
 template <class T>
 void fill(std::vector<T>& v) {
-  std::memset(v.data(), kSentinel, v.size() * sizeof(T));
+  if (!v.empty()) std::memset(v.data(), kSentinel, v.size() * sizeof(T));
 }
 
 // Storage and view of dense row-major data `dense` of `shape`; strided: rows padded (and 2-D float matrices

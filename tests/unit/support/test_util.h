@@ -73,7 +73,7 @@ inline std::vector<uint16_t> xRow(const DispatchInput& in, int t, int H) {
 // Identity expert FFN: the bf16 rows dispatch produced (quantMode 0, bf16 x), reinterpreted.
 inline std::vector<uint16_t> identityRows(const DispatchOutput& o) {
   std::vector<uint16_t> r(o.expandX.size() / 2);
-  std::memcpy(r.data(), o.expandX.data(), r.size() * 2);
+  if (!r.empty()) std::memcpy(r.data(), o.expandX.data(), r.size() * 2);
   return r;
 }
 
