@@ -180,7 +180,7 @@ class CombineRun {
   std::span<const IndexEntry> index() const { return index_; }
 
   // Source side, step 1: which peer row serves each expected slot; every expected slot exactly once.
-  Status collect(const comm::Engine& engine, const RoutingPlan& plan) {
+  Status collect(comm::Engine& engine, const RoutingPlan& plan) {
     const int64_t KS = slotsPerToken(), K = geo_.K;
     kinds_.assign(static_cast<size_t>(geo_.Bs * KS), SlotKind::kSkip);
     constIdx_.assign(static_cast<size_t>(geo_.Bs * KS), 0);
@@ -218,8 +218,8 @@ class CombineRun {
       const IndexEntry* entries = reinterpret_cast<const IndexEntry*>(engine.peerRegion(peer, kRegionIndex));
       if (entries == nullptr && end > begin) {
         buffer.resize(static_cast<size_t>(end - begin));
-        MOEDIST_RETURN_IF_ERROR(const_cast<comm::Engine&>(engine).read(
-            peer, kRegionIndex, begin * sizeof(IndexEntry), buffer.data(), buffer.size() * sizeof(IndexEntry)));
+        MOEDIST_RETURN_IF_ERROR(engine.read(peer, kRegionIndex, begin * sizeof(IndexEntry), buffer.data(),
+                                            buffer.size() * sizeof(IndexEntry)));
         entries = buffer.data() - begin;
       }
       for (int32_t i = begin; i < end; ++i) {
