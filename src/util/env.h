@@ -16,4 +16,7 @@ long envHcclBuffSizeMb();
 // MOEDIST_KERNELS: name of the kernel table to use ("ref", "cpu"); absent: empty.
 std::string envKernelTable();
 
+// MOEDIST_INPROC_COPY=1: in-process engines hide their peer mappings, so core copies through read() (tests).
+bool envInprocCopy();
+
 }  // namespace moedist::util

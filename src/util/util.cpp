@@ -70,6 +70,8 @@ std::optional<int> envKernelThreads() {
 
 long envHcclBuffSizeMb() { return envLong("HCCL_BUFFSIZE").value_or(200); }
 
+bool envInprocCopy() { return envLong("MOEDIST_INPROC_COPY").value_or(0) == 1; }
+
 std::string envKernelTable() {
   const char* v = std::getenv("MOEDIST_KERNELS");
   return v == nullptr ? std::string() : std::string(v);

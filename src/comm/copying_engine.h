@@ -1,0 +1,36 @@
+// CopyingEngine: wraps an engine and hides its peer mappings (peerRegion() returns nullptr), so that every access
+// to peer memory goes through read(), as it must on an engine that cannot map peer memory (MPI across hosts).
+// Selected for in-process communicators with MOEDIST_INPROC_COPY=1, to test core's copy path with the whole suite.
+#pragma once
+
+#include <memory>
+
+#include "comm/engine.h"
+
+namespace moedist::comm {
+
+class CopyingEngine final : public Engine {
+ public:
+  explicit CopyingEngine(std::unique_ptr<Engine> inner) : inner_(std::move(inner)) {}
+
+  int rank() const override { return inner_->rank(); }
+  int size() const override { return inner_->size(); }
+  const std::string& name() const override { return inner_->name(); }
+  const char* kind() const override { return "inproc-copy"; }
+  Status open(std::span<const int> participants, std::span<const std::byte> header, std::span<const Region> regions,
+              Clock::time_point deadline) override {
+    return inner_->open(participants, header, regions, deadline);
+  }
+  std::span<const std::byte> peerHeader(int peer) const override { return inner_->peerHeader(peer); }
+  const std::byte* peerRegion(int, int) const override { return nullptr; }
+  size_t peerRegionBytes(int peer, int region) const override { return inner_->peerRegionBytes(peer, region); }
+  Status read(int peer, int region, size_t offset, void* dst, size_t bytes) override {
+    return inner_->read(peer, region, offset, dst, bytes);
+  }
+  Status close(Clock::time_point deadline) override { return inner_->close(deadline); }
+
+ private:
+  std::unique_ptr<Engine> inner_;
+};
+
+}  // namespace moedist::comm
