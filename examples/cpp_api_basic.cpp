@@ -17,7 +17,10 @@ int main() {
 
   std::vector<moedist::Communicator> ranks;
   moedist::Status st = moedist::Communicator::createInProcess(W, moedist::CommOptions{}, &ranks);
-  if (!st.ok()) { std::printf("%s\n", st.toString().c_str()); return 1; }
+  if (!st.ok()) {
+    std::printf("%s\n", st.toString().c_str());
+    return 1;
+  }
 
   std::vector<std::thread> threads;
   std::vector<moedist::Status> results(W);
@@ -47,7 +50,10 @@ int main() {
       d.tpRecvCounts = TensorView(nullptr, DType::kInt32, {0});  // tpWorldSize 0: a defined, empty tensor
       d.expandScales = TensorView(expandScales.data(), DType::kFloat32, {A});
       moedist::Status s = moedist::dispatch(ranks[r], /*tp=*/nullptr, d);
-      if (!s.ok()) { results[r] = s; return; }
+      if (!s.ok()) {
+        results[r] = s;
+        return;
+      }
 
       // The expert FFN would run here on rows [0, epRecvCounts[W-1]) of expandX; this example returns them as is.
       std::vector<uint16_t> yOut(Bs * H), xOut(Bs * H);

@@ -33,12 +33,12 @@ struct MoeAttrs {
 
 struct DispatchArgs : MoeAttrs {
   // Inputs.
-  TensorView x;             // (Bs, H) bf16 or fp16
-  TensorView expertIds;     // (Bs, K) int32
-  TensorView scales;        // optional (S + M, H) fp32 smooth scales; quantMode 2 only
-  TensorView xActiveMask;   // optional (Bs,) or (Bs, K) bool
-  TensorView expertScales;  // optional (Bs, K) fp32; accepted and ignored, as on Atlas A3
-  TensorView elasticInfo;   // optional (4 + 2W,) int32 scale-in description
+  TensorView x;                     // (Bs, H) bf16 or fp16
+  TensorView expertIds;             // (Bs, K) int32
+  TensorView scales;                // optional (S + M, H) fp32 smooth scales; quantMode 2 only
+  TensorView xActiveMask;           // optional (Bs,) or (Bs, K) bool
+  TensorView expertScales;          // optional (Bs, K) fp32; accepted and ignored, as on Atlas A3
+  TensorView elasticInfo;           // optional (4 + 2W,) int32 scale-in description
   int64_t quantMode = 0;            // (*) 0 none, 2 dynamic per-row int8
   int64_t expertTokenNumsType = 1;  // 0 cumulative, 1 per expert counts
   // Outputs.

@@ -36,6 +36,8 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-inline Status okStatus() { return Status(); }
+inline Status okStatus() {
+  return Status();
+}
 
 }  // namespace moedist

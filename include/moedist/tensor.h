@@ -14,12 +14,16 @@ enum class DType : int8_t { kBFloat16, kFloat16, kFloat32, kInt8, kInt32, kInt64
 constexpr int64_t dtypeBytes(DType t) {
   switch (t) {
     case DType::kBFloat16:
-    case DType::kFloat16: return 2;
+    case DType::kFloat16:
+      return 2;
     case DType::kFloat32:
-    case DType::kInt32: return 4;
-    case DType::kInt64: return 8;
+    case DType::kInt32:
+      return 4;
+    case DType::kInt64:
+      return 8;
     case DType::kInt8:
-    case DType::kBool: return 1;
+    case DType::kBool:
+      return 1;
   }
   return 0;
 }

@@ -85,8 +85,8 @@ Status Communicator::find(std::string_view name, int rank, Communicator* out) {
   if (it == reg.live.end() || !anyAlive(it->second))
     return Status(StatusCode::kInvalidArgument, fmt::format("no communicator called '{}' exists", name));
   if (rank < 0 || rank >= static_cast<int>(it->second.size()))
-    return Status(StatusCode::kInvalidValue, fmt::format("communicator '{}' has {} ranks, rank {} does not exist", name,
-                                                         it->second.size(), rank));
+    return Status(StatusCode::kInvalidValue,
+                  fmt::format("communicator '{}' has {} ranks, rank {} does not exist", name, it->second.size(), rank));
   auto impl = it->second[static_cast<size_t>(rank)].lock();
   if (impl == nullptr)
     return Status(StatusCode::kInvalidArgument, fmt::format("rank {} of communicator '{}' was destroyed", rank, name));
@@ -94,10 +94,20 @@ Status Communicator::find(std::string_view name, int rank, Communicator* out) {
   return okStatus();
 }
 
-int Communicator::rank() const { return impl_->ctx.engine->rank(); }
-int Communicator::size() const { return impl_->ctx.engine->size(); }
-const std::string& Communicator::name() const { return impl_->ctx.engine->name(); }
-std::chrono::milliseconds Communicator::timeout() const { return impl_->ctx.timeout; }
-int Communicator::kernelThreads() const { return impl_->ctx.pool.threads(); }
+int Communicator::rank() const {
+  return impl_->ctx.engine->rank();
+}
+int Communicator::size() const {
+  return impl_->ctx.engine->size();
+}
+const std::string& Communicator::name() const {
+  return impl_->ctx.engine->name();
+}
+std::chrono::milliseconds Communicator::timeout() const {
+  return impl_->ctx.timeout;
+}
+int Communicator::kernelThreads() const {
+  return impl_->ctx.pool.threads();
+}
 
 }  // namespace moedist

@@ -19,7 +19,9 @@ Status rankAttrs(core::Op op, const Communicator& ep, const Communicator* tp, co
   return okStatus();
 }
 
-core::RankContext* tpContext(const Communicator* tp) { return tp != nullptr ? &tp->impl()->ctx : nullptr; }
+core::RankContext* tpContext(const Communicator* tp) {
+  return tp != nullptr ? &tp->impl()->ctx : nullptr;
+}
 
 }  // namespace
 

@@ -32,12 +32,14 @@ enum CombineRegion : int { kRegionRows, kRegionIndex, kRegionGroupScales, kNumCo
 struct CombineBookings {
   Booking<std::byte> expandX, ids, assist, epSend, weights, residual, gamma, tpSend, mask, shared, elastic, oriX,
       alpha1, alpha2, constV;
-  Booking<uint16_t> tpRows;          // TP-reduced rows (tp == 2)
-  Booking<int8_t> quantRows;         // int8 rows (commQuantMode 2)
-  Booking<uint16_t> quantScales;     // their bf16 group scales
+  Booking<uint16_t> tpRows;       // TP-reduced rows (tp == 2)
+  Booking<int8_t> quantRows;      // int8 rows (commQuantMode 2)
+  Booking<uint16_t> quantScales;  // their bf16 group scales
 };
 
-bool isAddRmsNorm(Op op) { return op == Op::kCombineAddRmsNormV2 || op == Op::kCombineAddRmsNorm; }
+bool isAddRmsNorm(Op op) {
+  return op == Op::kCombineAddRmsNormV2 || op == Op::kCombineAddRmsNorm;
+}
 
 CombineBookings bookCombine(const CombineArgs& a, const Geometry& geo, Ledger* ledger) {
   CombineBookings b;
@@ -93,17 +95,19 @@ class CombineRun {
     numOwn_ = in_.epSend[static_cast<size_t>(numBlocks - 1)];
     const int64_t maxRows = std::min<int64_t>({geo_.A, a_.expandX.dim(0), static_cast<int64_t>(in_.assist.size()) / 3});
     if (numOwn_ < 0 || numOwn_ > maxRows)
-      return bad(fmt::format("epSendCounts[{}] (rows this rank received in dispatch) is {}, expected 0..{} (at most "
-                             "the capacity A = {}, the rows of expandX and a triple per row in assistInfoForCombine)",
-                             numBlocks - 1, numOwn_, maxRows, geo_.A));
+      return bad(
+          fmt::format("epSendCounts[{}] (rows this rank received in dispatch) is {}, expected 0..{} (at most "
+                      "the capacity A = {}, the rows of expandX and a triple per row in assistInfoForCombine)",
+                      numBlocks - 1, numOwn_, maxRows, geo_.A));
     for (int64_t i = 0; i < numOwn_; ++i) {
       const int32_t s = in_.assist[static_cast<size_t>(3 * i)];
       const int32_t t = in_.assist[static_cast<size_t>(3 * i + 1)];
       const int32_t k = in_.assist[static_cast<size_t>(3 * i + 2)];
       if (s < 0 || s >= topo_.W || t < 0 || t >= geo_.maxBs || k < 0 || k >= slotsPerToken())
-        return bad(fmt::format("assistInfoForCombine row {} is (rank {}, token {}, slot {}), expected rank < {}, "
-                               "token < {}, slot < {}",
-                               i, s, t, k, topo_.W, geo_.maxBs, slotsPerToken()));
+        return bad(
+            fmt::format("assistInfoForCombine row {} is (rank {}, token {}, slot {}), expected rank < {}, "
+                        "token < {}, slot < {}",
+                        i, s, t, k, topo_.W, geo_.maxBs, slotsPerToken()));
     }
     return okStatus();
   }
@@ -128,11 +132,11 @@ class CombineRun {
     const int peer = 1 - engine.rank();
     const auto peerCounts = headerWords<int64_t>(engine.peerHeader(peer));
     if (peerCounts[0] != numPeer || peerCounts[1] != numOwn_)
-      return open.close(bad(fmt::format("the TP pair disagrees on its row counts: this rank returns {} rows and "
-                                        "expects {} from its peer; the peer returns {} and expects {}",
-                                        numOwn_, numPeer, peerCounts[0], peerCounts[1])));
-    const auto kind = a_.expandX.dtype() == DType::kFloat16 ? kernels::Float16Kind::kFp16
-                                                             : kernels::Float16Kind::kBf16;
+      return open.close(
+          bad(fmt::format("the TP pair disagrees on its row counts: this rank returns {} rows and "
+                          "expects {} from its peer; the peer returns {} and expects {}",
+                          numOwn_, numPeer, peerCounts[0], peerCounts[1])));
+    const auto kind = a_.expandX.dtype() == DType::kFloat16 ? kernels::Float16Kind::kFp16 : kernels::Float16Kind::kBf16;
     const auto* self = reinterpret_cast<const uint16_t*>(in_.expandX.data());
     Status status;
     const std::byte* peerBase = engine.peerRegion(peer, 0);
@@ -165,7 +169,8 @@ class CombineRun {
   void indexBySource() {
     sourceOffsets_.assign(static_cast<size_t>(topo_.W + 1), 0);
     for (int64_t i = 0; i < numOwn_; ++i) ++sourceOffsets_[static_cast<size_t>(in_.assist[3 * i] + 1)];
-    for (int64_t s = 0; s < topo_.W; ++s) sourceOffsets_[static_cast<size_t>(s + 1)] += sourceOffsets_[static_cast<size_t>(s)];
+    for (int64_t s = 0; s < topo_.W; ++s)
+      sourceOffsets_[static_cast<size_t>(s + 1)] += sourceOffsets_[static_cast<size_t>(s)];
     index_.resize(static_cast<size_t>(numOwn_));
     std::vector<int32_t> cursor(sourceOffsets_.begin(), sourceOffsets_.end() - 1);
     for (int64_t i = 0; i < numOwn_; ++i) {
@@ -214,7 +219,8 @@ class CombineRun {
     for (int peer : topo_.participants) {
       const auto offsets = headerWords<int32_t>(engine.peerHeader(peer));
       MOEDIST_CHECK(offsets.size() == static_cast<size_t>(topo_.W + 1));
-      const int32_t begin = offsets[static_cast<size_t>(topo_.self)], end = offsets[static_cast<size_t>(topo_.self + 1)];
+      const int32_t begin = offsets[static_cast<size_t>(topo_.self)],
+                    end = offsets[static_cast<size_t>(topo_.self + 1)];
       const IndexEntry* entries = reinterpret_cast<const IndexEntry*>(engine.peerRegion(peer, kRegionIndex));
       if (entries == nullptr && end > begin) {
         buffer.resize(static_cast<size_t>(end - begin));
@@ -227,14 +233,14 @@ class CombineRun {
         const bool inRange = entry.slot >= 0 && entry.slot < geo_.Bs * KS;
         const auto kind = inRange ? kinds_[static_cast<size_t>(entry.slot)] : SlotKind::kSkip;
         if ((kind != SlotKind::kMoe && kind != SlotKind::kShared) || rowPeer_[static_cast<size_t>(entry.slot)] != -1)
-          return bad(fmt::format("rank {} returns its row {} for token {} slot {}, which this rank {}; combine's "
-                                 "expertIds, xActiveMask and elasticInfo must be the ones given to dispatch, and "
-                                 "assistInfoForCombine and epSendCounts the ones it returned",
-                                 peer, entry.row, entry.slot / KS, entry.slot % KS,
-                                 !inRange || kind == SlotKind::kSkip || kind == SlotKind::kCopy ||
-                                         kind == SlotKind::kConst
-                                     ? "does not expect"
-                                     : "already received"));
+          return bad(
+              fmt::format("rank {} returns its row {} for token {} slot {}, which this rank {}; combine's "
+                          "expertIds, xActiveMask and elasticInfo must be the ones given to dispatch, and "
+                          "assistInfoForCombine and epSendCounts the ones it returned",
+                          peer, entry.row, entry.slot / KS, entry.slot % KS,
+                          !inRange || kind == SlotKind::kSkip || kind == SlotKind::kCopy || kind == SlotKind::kConst
+                              ? "does not expect"
+                              : "already received"));
         rowPeer_[static_cast<size_t>(entry.slot)] = peer;
         rowIdx_[static_cast<size_t>(entry.slot)] = entry.row;
         ++arrived;
@@ -334,10 +340,10 @@ class CombineRun {
   int64_t numOwn_ = 0;
   std::vector<int32_t> sourceOffsets_;  // [W + 1] into index_
   std::vector<IndexEntry> index_;
-  std::vector<SlotKind> kinds_;         // [Bs * (K + S)]
-  std::vector<int32_t> constIdx_;       // [Bs * (K + S)]
-  std::vector<int32_t> rowPeer_;        // [Bs * (K + S)] physical rank holding the slot's row, or -1
-  std::vector<int32_t> rowIdx_;         // [Bs * (K + S)] row in that rank's rows region
+  std::vector<SlotKind> kinds_;    // [Bs * (K + S)]
+  std::vector<int32_t> constIdx_;  // [Bs * (K + S)]
+  std::vector<int32_t> rowPeer_;   // [Bs * (K + S)] physical rank holding the slot's row, or -1
+  std::vector<int32_t> rowIdx_;    // [Bs * (K + S)] row in that rank's rows region
 };
 
 template <class T>
@@ -419,10 +425,9 @@ Status combine(RankContext& ep, RankContext* tp, const CombineCall& call, std::s
 
   Header header(sig, local);
   if (local.ok()) header.append(run.sourceOffsets());
-  const comm::Region regions[kNumCombineRegions] = {
-      {rows, rowsBytes},
-      {run.index().data(), run.index().size_bytes()},
-      {quantScales.data(), quantScales.size_bytes()}};
+  const comm::Region regions[kNumCombineRegions] = {{rows, rowsBytes},
+                                                    {run.index().data(), run.index().size_bytes()},
+                                                    {quantScales.data(), quantScales.size_bytes()}};
   OpenCall open(call.op, *ep.engine, ep.timeout);
   Status s = open.open(topo.participants, header.bytes(), regions);
   if (s.ok()) s = agree(call.op, *ep.engine, topo.participants, local);

@@ -44,9 +44,9 @@ DispatchBookings bookDispatch(const DispatchArgs& a, Ledger* ledger) {
 
 // One received row: where it comes from.
 struct RowSource {
-  int32_t peer;        // physical rank of the source
-  int32_t sourceId;    // its id in the (possibly renumbered) world: the triple's first field
-  int32_t entry;       // index into the source's plan entries
+  int32_t peer;      // physical rank of the source
+  int32_t sourceId;  // its id in the (possibly renumbered) world: the triple's first field
+  int32_t entry;     // index into the source's plan entries
   int32_t localExpert;
 };
 
@@ -124,10 +124,10 @@ class DispatchRun {
         const RowSource& src = rows_[static_cast<size_t>(row)];
         std::byte refBuf[sizeof(SlotRef)];
         SlotRef ref{};
-        std::memcpy(&ref,
-                    peerBytes(engine_, src.peer, kRegionEntries, src.entry * sizeof(SlotRef), sizeof(SlotRef), refBuf,
-                              &status),
-                    sizeof(SlotRef));
+        std::memcpy(
+            &ref,
+            peerBytes(engine_, src.peer, kRegionEntries, src.entry * sizeof(SlotRef), sizeof(SlotRef), refBuf, &status),
+            sizeof(SlotRef));
         const std::byte* x =
             peerBytes(engine_, src.peer, kRegionX, ref.t * xRowBytes, xRowBytes, rowBuf.data(), &status);
         std::byte* dst = out + row * outRowBytes;
@@ -137,9 +137,9 @@ class DispatchRun {
           const float* smooth = nullptr;
           if (engine_.peerRegionBytes(src.peer, kRegionScales) > 0) {
             const int64_t scaleRow = ref.k >= K ? ref.k - K : moeBase + src.localExpert;
-            smooth = reinterpret_cast<const float*>(
-                peerBytes(engine_, src.peer, kRegionScales, scaleRow * H * sizeof(float), H * sizeof(float),
-                          scaleBuf.data(), &status));
+            smooth =
+                reinterpret_cast<const float*>(peerBytes(engine_, src.peer, kRegionScales, scaleRow * H * sizeof(float),
+                                                         H * sizeof(float), scaleBuf.data(), &status));
           }
           ctx_.kernels->quantizeRow(reinterpret_cast<const uint16_t*>(x), kind, smooth, H,
                                     reinterpret_cast<int8_t*>(dst), &dynScales[row]);
@@ -283,10 +283,9 @@ Status dispatch(RankContext& ep, RankContext* tp, const DispatchCall& call, std:
     header.append(std::span<const int32_t>(plan.blockOffsets));
     header.append(std::span<const int32_t>(words));
   }
-  const comm::Region regions[kNumDispatchRegions] = {
-      {x.data(), x.size()},
-      {plan.entries.data(), plan.entries.size() * sizeof(SlotRef)},
-      {scales.data(), scales.size()}};
+  const comm::Region regions[kNumDispatchRegions] = {{x.data(), x.size()},
+                                                     {plan.entries.data(), plan.entries.size() * sizeof(SlotRef)},
+                                                     {scales.data(), scales.size()}};
 
   OpenCall open(call.op, *ep.engine, ep.timeout);
   DispatchRun run(ep, call, geo, topo);

@@ -1,22 +1,37 @@
 #include "core/exchange.h"
 
-#include "util/check.h"
-
 #include <fmt/format.h>
 
 #include <cstring>
 #include <functional>
 #include <string_view>
 
+#include "util/check.h"
+
 namespace moedist::core {
 
 namespace {
 
-constexpr const char* kFieldNames[] = {
-    "operator", "epWorldSize", "moeExpertNum", "sharedExpertNum", "sharedExpertRankNum", "expertShardType",
-    "globalBs", "zeroExpertNum", "copyExpertNum", "constExpertNum", "expertIds.dim1 (K)", "hidden size H",
-    "tpWorldSize", "x dtype", "quantMode", "commQuantMode", "xActiveMask dims", "elasticInfo (contents)",
-    "commAlg", "Bs (with globalBs 0 every rank needs the same Bs)"};
+constexpr const char* kFieldNames[] = {"operator",
+                                       "epWorldSize",
+                                       "moeExpertNum",
+                                       "sharedExpertNum",
+                                       "sharedExpertRankNum",
+                                       "expertShardType",
+                                       "globalBs",
+                                       "zeroExpertNum",
+                                       "copyExpertNum",
+                                       "constExpertNum",
+                                       "expertIds.dim1 (K)",
+                                       "hidden size H",
+                                       "tpWorldSize",
+                                       "x dtype",
+                                       "quantMode",
+                                       "commQuantMode",
+                                       "xActiveMask dims",
+                                       "elasticInfo (contents)",
+                                       "commAlg",
+                                       "Bs (with globalBs 0 every rank needs the same Bs)"};
 static_assert(std::size(kFieldNames) == static_cast<size_t>(SigField::kCount));
 
 struct Prefix {
@@ -99,10 +114,11 @@ Status agree(Op op, const comm::Engine& engine, std::span<const int> participant
     const Prefix other = readPrefix(engine.peerHeader(p));
     for (size_t f = 0; f < ref.sig.v.size(); ++f) {
       if (ref.sig.v[f] == other.sig.v[f]) continue;
-      const bool hashed = f == static_cast<size_t>(SigField::kElasticInfo) || f == static_cast<size_t>(SigField::kCommAlg);
-      const std::string detail = hashed ? std::string("different values")
-                                        : fmt::format("rank {} has {}, rank {} has {}", first, ref.sig.v[f], p,
-                                                      other.sig.v[f]);
+      const bool hashed =
+          f == static_cast<size_t>(SigField::kElasticInfo) || f == static_cast<size_t>(SigField::kCommAlg);
+      const std::string detail =
+          hashed ? std::string("different values")
+                 : fmt::format("rank {} has {}, rank {} has {}", first, ref.sig.v[f], p, other.sig.v[f]);
       return Status(StatusCode::kInvalidArgument,
                     fmt::format("{}: {} must be equal on all ranks of communicator '{}': {}", opName(op),
                                 kFieldNames[f], engine.name(), detail));

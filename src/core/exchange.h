@@ -17,9 +17,26 @@
 namespace moedist::core {
 
 enum class SigField : int {
-  kOp, kEpWorldSize, kMoeExpertNum, kSharedExpertNum, kSharedExpertRankNum, kExpertShardType, kGlobalBs,
-  kZeroExpertNum, kCopyExpertNum, kConstExpertNum, kTopK, kHidden, kTpWorldSize, kDType, kQuantMode,
-  kCommQuantMode, kMaskDims, kElasticInfo, kCommAlg, kBatchSize,
+  kOp,
+  kEpWorldSize,
+  kMoeExpertNum,
+  kSharedExpertNum,
+  kSharedExpertRankNum,
+  kExpertShardType,
+  kGlobalBs,
+  kZeroExpertNum,
+  kCopyExpertNum,
+  kConstExpertNum,
+  kTopK,
+  kHidden,
+  kTpWorldSize,
+  kDType,
+  kQuantMode,
+  kCommQuantMode,
+  kMaskDims,
+  kElasticInfo,
+  kCommAlg,
+  kBatchSize,
   kCount
 };
 

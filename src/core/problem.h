@@ -11,11 +11,11 @@ namespace moedist::core {
 // The operator being run, for messages and for the features each variant switches off (SPEC section 9).
 enum class Op : uint8_t {
   kDispatchV3,
-  kDispatchV2,             // DispatchV3 without elasticInfo and special experts
+  kDispatchV2,  // DispatchV3 without elasticInfo and special experts
   kCombineAddRmsNormV2,
-  kCombineAddRmsNorm,      // V2 without elasticInfo and special experts
-  kCombineV3,              // no residual / RmsNorm: xOut (Bs, H) = round(acc)
-  kCombineV2,              // V3 without elasticInfo and special experts
+  kCombineAddRmsNorm,  // V2 without elasticInfo and special experts
+  kCombineV3,          // no residual / RmsNorm: xOut (Bs, H) = round(acc)
+  kCombineV2,          // V3 without elasticInfo and special experts
 };
 const char* opName(Op op);  // "DispatchV3", "CombineAddRmsNormV2", ...
 
@@ -40,13 +40,13 @@ struct CombineCall {
 
 // Derived quantities of SPEC section 1, valid after validation succeeded.
 struct Geometry {
-  int64_t W = 0;         // epWorldSize as passed
-  int64_t r = 0;         // epRankId
-  int64_t M = 0;         // moeExpertNum
-  int64_t S = 0;         // effective sharedExpertNum (CANN's default 1 becomes 0 when Srank == 0)
-  int64_t Srank = 0;     // sharedExpertRankNum
-  int64_t R = 0;         // ranks per shared expert, Srank / S (0 when S == 0)
-  int64_t L = 0;         // MoE experts per MoE rank, M / (W - Srank)
+  int64_t W = 0;      // epWorldSize as passed
+  int64_t r = 0;      // epRankId
+  int64_t M = 0;      // moeExpertNum
+  int64_t S = 0;      // effective sharedExpertNum (CANN's default 1 becomes 0 when Srank == 0)
+  int64_t Srank = 0;  // sharedExpertRankNum
+  int64_t R = 0;      // ranks per shared expert, Srank / S (0 when S == 0)
+  int64_t L = 0;      // MoE experts per MoE rank, M / (W - Srank)
   int64_t Z = 0, C = 0, Q = 0;
   int64_t K = 0;         // top-k
   int64_t H = 0;         // hidden size
@@ -55,7 +55,7 @@ struct Geometry {
   int64_t maxBs = 0;     // globalBs / W
   int64_t tp = 0;        // tpWorldSize (0 or 1: no TP)
   int64_t tpr = 0;
-  int64_t A = 0;         // output row capacity of this rank (SPEC section 1)
+  int64_t A = 0;               // output row capacity of this rank (SPEC section 1)
   int64_t localExpertNum = 0;  // expertTokenNums length: 1 on a shared rank, L on a MoE rank, L with elasticInfo
   bool sharedRank = false;     // r < Srank
   bool specials = false;       // Z + C + Q > 0

@@ -66,9 +66,9 @@ Status checkIds(Op op, const Geometry& geo, const Topology& topo, std::span<cons
       if (id < 0 || id >= idEnd)
         return badIds(op, t, k, id, fmt::format("an id in [0, {}) (MoE, zero, copy and const experts)", idEnd));
       if (topo.scaledIn && id >= topo.M && id < geo.M)
-        return badIds(op, t, k, id,
-                      fmt::format("an id outside [{}, {}): after scale-in the MoE experts are [0, {})", topo.M, geo.M,
-                                  topo.M));
+        return badIds(
+            op, t, k, id,
+            fmt::format("an id outside [{}, {}): after scale-in the MoE experts are [0, {})", topo.M, geo.M, topo.M));
       for (int64_t k2 = 0; k2 < k; ++k2) {
         if (plan.activeSlot[static_cast<size_t>(t * K + k2)] && ids[static_cast<size_t>(t * K + k2)] == id)
           return badIds(op, t, k, id, fmt::format("an id not already chosen by the token (expertIds[{}][{}])", t, k2));

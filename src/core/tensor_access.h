@@ -9,7 +9,9 @@
 namespace moedist::core {
 
 // Bytes of dense data `v` needs.
-inline size_t denseBytes(const TensorView& v) { return v.defined() ? static_cast<size_t>(v.nbytes()) : 0; }
+inline size_t denseBytes(const TensorView& v) {
+  return v.defined() ? static_cast<size_t>(v.nbytes()) : 0;
+}
 
 // The view's elements as dense row-major bytes: the caller's memory itself when the view is contiguous, else a
 // gathered copy in `scratch` (which must hold denseBytes(v)). Absent views give an empty span.

@@ -34,15 +34,18 @@ Status makeTopology(Op op, const Geometry& geo, std::span<const int32_t> e, Topo
       return bad(op, fmt::format("[2] (shared-expert ranks after scale-in) is {}, expected 0..{}", newSrank, newW - 1));
     if (geo.S > 0 && (newSrank == 0 || newSrank % geo.S != 0))
       return bad(op, fmt::format("[2] (shared-expert ranks after scale-in) is {}, expected a positive multiple of "
-                                 "sharedExpertNum {}", newSrank, geo.S));
+                                 "sharedExpertNum {}",
+                                 newSrank, geo.S));
     if (geo.S == 0 && newSrank != 0)
       return bad(op, fmt::format("[2] (shared-expert ranks after scale-in) is {}, expected 0 without shared experts",
                                  newSrank));
     if (newM > geo.M)
-      return bad(op, fmt::format("[3] (MoE experts after scale-in) is {}, expected at most moeExpertNum {}", newM, geo.M));
+      return bad(op,
+                 fmt::format("[3] (MoE experts after scale-in) is {}, expected at most moeExpertNum {}", newM, geo.M));
     if (newM != geo.L * (newW - newSrank))
       return bad(op, fmt::format("[3] (MoE experts after scale-in) is {}, expected {} so that every MoE rank keeps its "
-                                 "{} experts ({} MoE ranks)", newM, geo.L * (newW - newSrank), geo.L, newW - newSrank));
+                                 "{} experts ({} MoE ranks)",
+                                 newM, geo.L * (newW - newSrank), geo.L, newW - newSrank));
     int64_t survivors = 0;
     for (int64_t p = 0; p < W; ++p) {
       const int32_t n = table1[static_cast<size_t>(p)];
@@ -50,16 +53,15 @@ Status makeTopology(Op op, const Geometry& geo, std::span<const int32_t> e, Topo
       if (n < 0 || n >= newW)
         return bad(op, fmt::format("[{}] (new id of rank {}) is {}, expected -1 or 0..{}", 4 + p, p, n, newW - 1));
       if (table2[static_cast<size_t>(n)] != p)
-        return bad(op, fmt::format("tables are not inverse: rank {} has new id {} but [{}] (rank of new id {}) is {}", p,
-                                   n, 4 + W + n, n, table2[static_cast<size_t>(n)]));
+        return bad(op, fmt::format("tables are not inverse: rank {} has new id {} but [{}] (rank of new id {}) is {}",
+                                   p, n, 4 + W + n, n, table2[static_cast<size_t>(n)]));
       ++survivors;
     }
-    if (survivors != newW)
-      return bad(op, fmt::format("{} ranks have a new id, expected [1] = {}", survivors, newW));
+    if (survivors != newW) return bad(op, fmt::format("{} ranks have a new id, expected [1] = {}", survivors, newW));
     const int32_t selfNew = table1[static_cast<size_t>(geo.r)];
     if (selfNew == -1)
-      return bad(op, fmt::format("rank {} was removed by the scale-in (new id -1) and must not call the operator",
-                                 geo.r));
+      return bad(op,
+                 fmt::format("rank {} was removed by the scale-in (new id -1) and must not call the operator", geo.r));
     t.scaledIn = true;
     t.W = newW;
     t.Srank = newSrank;

@@ -17,12 +17,12 @@ namespace moedist::core {
 
 struct Topology {
   bool scaledIn = false;
-  int64_t W = 0;      // ranks taking part (W')
-  int64_t Srank = 0;  // shared-expert ranks among them (Srank')
-  int64_t M = 0;      // MoE experts among them (M'); MoE ids are in [0, M)
-  int64_t L = 0;      // MoE experts per MoE rank (unchanged by scale-in)
-  int64_t R = 0;      // ranks per shared expert (0 without shared experts)
-  int64_t self = 0;   // this rank's id in the (possibly renumbered) world
+  int64_t W = 0;                  // ranks taking part (W')
+  int64_t Srank = 0;              // shared-expert ranks among them (Srank')
+  int64_t M = 0;                  // MoE experts among them (M'); MoE ids are in [0, M)
+  int64_t L = 0;                  // MoE experts per MoE rank (unchanged by scale-in)
+  int64_t R = 0;                  // ranks per shared expert (0 without shared experts)
+  int64_t self = 0;               // this rank's id in the (possibly renumbered) world
   std::vector<int> physical;      // new id -> physical rank
   std::vector<int> participants;  // physical ranks taking part, ascending
 

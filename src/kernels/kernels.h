@@ -23,33 +23,35 @@ enum class SlotKind : uint8_t {
 };
 
 // Number of int8 comm-quant groups of 8 elements for a row of h elements (SPEC 3.7: ceil(h/16)*2).
-constexpr int64_t commQuantGroups(int64_t h) { return (h + 15) / 16 * 2; }
+constexpr int64_t commQuantGroups(int64_t h) {
+  return (h + 15) / 16 * 2;
+}
 
 struct CombineTokenArgs {
   int64_t h = 0;
-  int numSlots = 0;                    // K + S
-  const SlotKind* kinds = nullptr;     // [numSlots]
-  const uint16_t* const* rows = nullptr;  // [numSlots] returned rows (kMoe, kShared); others unused
-  const float* weights = nullptr;      // [numSlots] router weights (read for kMoe, kCopy, kConst)
-  const int32_t* constIdx = nullptr;   // [numSlots] const expert index c (read for kConst)
-  const uint16_t* oriX = nullptr;      // [h] (kCopy, kConst)
-  const uint16_t* alpha1 = nullptr;    // [Q] (kConst)
-  const uint16_t* alpha2 = nullptr;    // [Q]
-  const uint16_t* constV = nullptr;    // [Q][h]
+  int numSlots = 0;                         // K + S
+  const SlotKind* kinds = nullptr;          // [numSlots]
+  const uint16_t* const* rows = nullptr;    // [numSlots] returned rows (kMoe, kShared); others unused
+  const float* weights = nullptr;           // [numSlots] router weights (read for kMoe, kCopy, kConst)
+  const int32_t* constIdx = nullptr;        // [numSlots] const expert index c (read for kConst)
+  const uint16_t* oriX = nullptr;           // [h] (kCopy, kConst)
+  const uint16_t* alpha1 = nullptr;         // [Q] (kConst)
+  const uint16_t* alpha2 = nullptr;         // [Q]
+  const uint16_t* constV = nullptr;         // [Q][h]
   const uint16_t* sharedExpertX = nullptr;  // [h] or nullptr: added once, unweighted
   // With residual: x = acc + f(residual); xOut = bf16(x); RmsNorm -> yOut, rstdOut (SPEC 3.3-3.4).
   // Without residual (CombineV2/V3): xOut = round(acc) in outKind; yOut and rstdOut unused.
   const uint16_t* residual = nullptr;  // [h] bf16
   const uint16_t* gamma = nullptr;     // [h] bf16
   float eps = 1e-6f;
-  float invH = 0.0f;                   // fl(1.0f / h), computed once by the caller
+  float invH = 0.0f;  // fl(1.0f / h), computed once by the caller
   // The format of the 16-bit inputs above (rows .. sharedExpertX) and of xOut: bf16 when there is a residual
   // (outKind is then ignored); without one, outKind (the expandX dtype of CombineV2/V3: bf16 or fp16).
   Float16Kind outKind = Float16Kind::kBf16;
-  float* scratch = nullptr;            // [h] fp32 work space
-  uint16_t* xOut = nullptr;            // [h]
-  uint16_t* yOut = nullptr;            // [h]
-  float* rstdOut = nullptr;            // [1]
+  float* scratch = nullptr;  // [h] fp32 work space
+  uint16_t* xOut = nullptr;  // [h]
+  uint16_t* yOut = nullptr;  // [h]
+  float* rstdOut = nullptr;  // [1]
 };
 
 struct KernelTable {
@@ -57,8 +59,7 @@ struct KernelTable {
 
   // SPEC 2.5 quantMode 2: one (token, destination expert) copy of a row -> int8 row and its scale.
   // smooth is the expert's smooth-scale row or nullptr.
-  void (*quantizeRow)(const uint16_t* in, Float16Kind kind, const float* smooth, int64_t h, int8_t* out,
-                      float* scale);
+  void (*quantizeRow)(const uint16_t* in, Float16Kind kind, const float* smooth, int64_t h, int8_t* out, float* scale);
 
   // SPEC 3.7 commQuantMode 2: bf16 row -> int8 row plus commQuantGroups(h) bf16 group scales, and back.
   void (*commQuantRow)(const uint16_t* in, int64_t h, int8_t* q, uint16_t* groupScales);

@@ -1,6 +1,5 @@
 // The kernel tables, named in one place.
 #include "kernels/kernels.h"
-
 #include "util/env.h"
 
 namespace moedist::kernels {

@@ -10,7 +10,9 @@
 
 namespace moedist::util {
 
-inline float bf16ToFloat(uint16_t b) { return std::bit_cast<float>(static_cast<uint32_t>(b) << 16); }
+inline float bf16ToFloat(uint16_t b) {
+  return std::bit_cast<float>(static_cast<uint32_t>(b) << 16);
+}
 
 inline uint16_t floatToBf16(float f) {
   uint32_t u = std::bit_cast<uint32_t>(f);
@@ -19,11 +21,17 @@ inline uint16_t floatToBf16(float f) {
   return static_cast<uint16_t>(u >> 16);
 }
 
-inline float fp16ToFloat(uint16_t h) { return static_cast<float>(std::bit_cast<_Float16>(h)); }
+inline float fp16ToFloat(uint16_t h) {
+  return static_cast<float>(std::bit_cast<_Float16>(h));
+}
 
-inline uint16_t floatToFp16(float f) { return std::bit_cast<uint16_t>(static_cast<_Float16>(f)); }
+inline uint16_t floatToFp16(float f) {
+  return std::bit_cast<uint16_t>(static_cast<_Float16>(f));
+}
 
 // Round to the nearest integer, ties to even (the current rounding mode is assumed to be the default).
-inline float rintEven(float v) { return std::nearbyint(v); }
+inline float rintEven(float v) {
+  return std::nearbyint(v);
+}
 
 }  // namespace moedist::util

@@ -11,12 +11,18 @@ namespace moedist {
 
 const char* toString(StatusCode code) {
   switch (code) {
-    case StatusCode::kOk: return "ok";
-    case StatusCode::kNullArgument: return "null argument";
-    case StatusCode::kInvalidArgument: return "invalid argument";
-    case StatusCode::kInvalidValue: return "invalid value";
-    case StatusCode::kTimeout: return "timeout";
-    case StatusCode::kInternal: return "internal error";
+    case StatusCode::kOk:
+      return "ok";
+    case StatusCode::kNullArgument:
+      return "null argument";
+    case StatusCode::kInvalidArgument:
+      return "invalid argument";
+    case StatusCode::kInvalidValue:
+      return "invalid value";
+    case StatusCode::kTimeout:
+      return "timeout";
+    case StatusCode::kInternal:
+      return "internal error";
   }
   return "unknown";
 }
@@ -28,13 +34,20 @@ std::string Status::toString() const {
 
 const char* toString(DType t) {
   switch (t) {
-    case DType::kBFloat16: return "bf16";
-    case DType::kFloat16: return "fp16";
-    case DType::kFloat32: return "fp32";
-    case DType::kInt8: return "int8";
-    case DType::kInt32: return "int32";
-    case DType::kInt64: return "int64";
-    case DType::kBool: return "bool";
+    case DType::kBFloat16:
+      return "bf16";
+    case DType::kFloat16:
+      return "fp16";
+    case DType::kFloat32:
+      return "fp32";
+    case DType::kInt8:
+      return "int8";
+    case DType::kInt32:
+      return "int32";
+    case DType::kInt64:
+      return "int64";
+    case DType::kBool:
+      return "bool";
   }
   return "?";
 }
@@ -68,9 +81,13 @@ std::optional<int> envKernelThreads() {
   return std::nullopt;
 }
 
-long envHcclBuffSizeMb() { return envLong("HCCL_BUFFSIZE").value_or(200); }
+long envHcclBuffSizeMb() {
+  return envLong("HCCL_BUFFSIZE").value_or(200);
+}
 
-bool envInprocCopy() { return envLong("MOEDIST_INPROC_COPY").value_or(0) == 1; }
+bool envInprocCopy() {
+  return envLong("MOEDIST_INPROC_COPY").value_or(0) == 1;
+}
 
 std::string envKernelTable() {
   const char* v = std::getenv("MOEDIST_KERNELS");

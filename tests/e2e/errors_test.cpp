@@ -24,7 +24,9 @@ Scenario small() {
   return sc;
 }
 
-bool contains(const std::string& s, const std::string& needle) { return s.find(needle) != std::string::npos; }
+bool contains(const std::string& s, const std::string& needle) {
+  return s.find(needle) != std::string::npos;
+}
 
 void expectNothingHalfWritten(const RunResult& r) {
   for (const std::string& f : r.failures) EXPECT_FALSE(contains(f, "half-written")) << f;

@@ -65,7 +65,10 @@ const std::vector<Case>& cases() {
       {"Mask1DNoneActive", [](Scenario& s, RunOptions&) { s.cfg.maskDims = 1, s.activeTokens = 0; }},
       {"Mask1DRandomPrefix", [](Scenario& s, RunOptions&) { s.cfg.maskDims = 1; }},
       {"Mask2D", [](Scenario& s, RunOptions&) { s.cfg.maskDims = 2; }},
-      {"GlobalBsWithDifferentBs", [](Scenario& s, RunOptions&) { s.bs = {1, 7, 3, 5}; }},
+      {"GlobalBsWithDifferentBs",
+       [](Scenario& s, RunOptions&) {
+         s.bs = {1, 7, 3, 5};
+       }},
       {"GlobalBsLargerThanNeeded", [](Scenario& s, RunOptions&) { s.cfg.globalBs = 4 * 9; }},
       {"Tp2", [](Scenario& s, RunOptions&) { tp2(s); }},
       {"Tp2Quant", [](Scenario& s, RunOptions&) { tp2(s), s.cfg.quantMode = 2, s.smoothScales = true; }},
@@ -88,35 +91,39 @@ const std::vector<Case>& cases() {
       {"CommQuant", [](Scenario& s, RunOptions&) { s.cfg.commQuantMode = 2; }},
       {"CommQuantSharedExperts", [](Scenario& s, RunOptions&) { sharedExperts(s, 1, 2), s.cfg.commQuantMode = 2; }},
       {"ElasticDropOne", [](Scenario& s, RunOptions&) { s.removedRanks = {2}; }},
-      {"ElasticDropHalf", [](Scenario& s, RunOptions&) { s.cfg.W = 8, s.bs.assign(8, 7), s.cfg.M = 16,
-                                                         s.removedRanks = {1, 2, 5, 6}; }},
+      {"ElasticDropHalf",
+       [](Scenario& s, RunOptions&) {
+         s.cfg.W = 8, s.bs.assign(8, 7), s.cfg.M = 16, s.removedRanks = {1, 2, 5, 6};
+       }},
       {"ElasticInfoGivenNotActive", [](Scenario& s, RunOptions&) { s.elasticInfoGiven = true; }},
-      {"ElasticDropSharedRank",
-       [](Scenario& s, RunOptions&) { sharedExperts(s, 1, 2), s.removedRanks = {1}; }},
+      {"ElasticDropSharedRank", [](Scenario& s, RunOptions&) { sharedExperts(s, 1, 2), s.removedRanks = {1}; }},
       {"ElasticSharedRanksBecomeMoe",
        [](Scenario& s, RunOptions&) { sharedExperts(s, 1, 2), s.removedRanks = {4}, s.sharedRanksAfter = 1; }},
       {"ElasticSpecialsQuant",
        [](Scenario& s, RunOptions&) { specials(s), s.removedRanks = {0}, s.cfg.quantMode = 2, s.smoothScales = true; }},
-      {"ElasticMask1DWarmup", [](Scenario& s, RunOptions& o) {
-         s.removedRanks = {3}, s.cfg.maskDims = 1, o.warmupDispatch = true;
+      {"ElasticMask1DWarmup",
+       [](Scenario& s, RunOptions& o) { s.removedRanks = {3}, s.cfg.maskDims = 1, o.warmupDispatch = true; }},
+      {"StridedInputs",
+       [](Scenario& s, RunOptions& o) {
+         specials(s), s.cfg.maskDims = 2, o.stridedInputs = true, s.sharedX = SharedXShape::k2D;
        }},
-      {"StridedInputs", [](Scenario& s, RunOptions& o) { specials(s), s.cfg.maskDims = 2, o.stridedInputs = true,
-                                                         s.sharedX = SharedXShape::k2D; }},
-      {"StridedInputsQuantTp2", [](Scenario& s, RunOptions& o) {
-         tp2(s), s.cfg.quantMode = 2, s.smoothScales = true, o.stridedInputs = true;
-       }},
+      {"StridedInputsQuantTp2",
+       [](Scenario& s, RunOptions& o) { tp2(s), s.cfg.quantMode = 2, s.smoothScales = true, o.stridedInputs = true; }},
       {"AllToOneExpert", [](Scenario& s, RunOptions&) { s.routing = Routing::kOneExpert, s.hotExpert = 5; }},
       {"RankReceivesNothing", [](Scenario& s, RunOptions&) { s.routing = Routing::kStarveRank, s.starvedRank = 2; }},
       {"KernelThreads3", [](Scenario& s, RunOptions& o) { specials(s), o.kernelThreads = 3; }},
-      {"Everything", [](Scenario& s, RunOptions& o) {
+      {"Everything",
+       [](Scenario& s, RunOptions& o) {
          sharedExperts(s, 1, 2), specials(s), s.cfg.maskDims = 2, s.cfg.quantMode = 2, s.smoothScales = true;
          s.removedRanks = {3}, o.stridedInputs = true, o.kernelThreads = 2;  // sharedExpertX needs Srank 0
        }},
-      {"EverythingTp", [](Scenario& s, RunOptions& o) {
+      {"EverythingTp",
+       [](Scenario& s, RunOptions& o) {
          sharedExperts(s, 1, 2), tp2(s), s.cfg.W = 6, s.bs.assign(6, 7), s.cfg.fp16 = true, s.cfg.maskDims = 1;
          s.cfg.quantMode = 2, o.stridedInputs = true, o.kernelThreads = 2;
        }},
-      {"EverythingCommQuant", [](Scenario& s, RunOptions& o) {
+      {"EverythingCommQuant",
+       [](Scenario& s, RunOptions& o) {
          specials(s), s.cfg.commQuantMode = 2, s.bs = {2, 7, 5, 7}, s.cfg.expertTokenNumsType = 0;
          s.sharedX = SharedXShape::k2D, o.kernelThreads = 2;
        }},
@@ -124,7 +131,9 @@ const std::vector<Case>& cases() {
   return all;
 }
 
-void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << c.name;
+}
 
 class Features : public ::testing::TestWithParam<Case> {};
 

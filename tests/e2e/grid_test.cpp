@@ -35,18 +35,31 @@ constexpr int kNumFeatures = 8;
 
 void applyFeature(int f, Scenario& sc, RunOptions& o) {
   switch (f) {
-    case 0: break;
-    case 1: sc.cfg.fp16 = true, sc.cfg.maskDims = 1; break;
-    case 2: sc.cfg.quantMode = 2, sc.smoothScales = true; break;
-    case 3: sc.cfg.maskDims = 2, sc.cfg.expertTokenNumsType = 0; break;
-    case 4: sc.cfg.commQuantMode = 2, o.kernelThreads = 2; break;
-    case 5: sc.sharedX = SharedXShape::k2D, o.stridedInputs = true; break;
+    case 0:
+      break;
+    case 1:
+      sc.cfg.fp16 = true, sc.cfg.maskDims = 1;
+      break;
+    case 2:
+      sc.cfg.quantMode = 2, sc.smoothScales = true;
+      break;
+    case 3:
+      sc.cfg.maskDims = 2, sc.cfg.expertTokenNumsType = 0;
+      break;
+    case 4:
+      sc.cfg.commQuantMode = 2, o.kernelThreads = 2;
+      break;
+    case 5:
+      sc.sharedX = SharedXShape::k2D, o.stridedInputs = true;
+      break;
     case 6:  // one rank removed (MoE ids renumbered by the scenario)
       if (sc.cfg.W > 2) sc.removedRanks = {sc.cfg.W - 1};
       break;
     case 7:  // TP needs one expert per MoE rank
-      if (sc.cfg.M == sc.cfg.W) sc.cfg.tp = 2;
-      else sc.cfg.Z += 2, sc.cfg.C = 1, sc.oriX = true, sc.specialFraction = std::max(sc.specialFraction, 0.2);
+      if (sc.cfg.M == sc.cfg.W)
+        sc.cfg.tp = 2;
+      else
+        sc.cfg.Z += 2, sc.cfg.C = 1, sc.oriX = true, sc.specialFraction = std::max(sc.specialFraction, 0.2);
       break;
   }
 }
@@ -69,7 +82,9 @@ std::vector<GridPoint> points() {
   return out;
 }
 
-void PrintTo(const GridPoint& p, std::ostream* os) { *os << p.name(); }
+void PrintTo(const GridPoint& p, std::ostream* os) {
+  *os << p.name();
+}
 
 class Grid : public ::testing::TestWithParam<GridPoint> {};
 

@@ -60,7 +60,8 @@ TensorView makeInput(std::vector<T>& storage, const std::vector<T>& dense, std::
     const int64_t rows = shape[0], cols = shape[1];
     storage.assign(static_cast<size_t>(rows * cols), T{});
     for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < cols; ++c) storage[static_cast<size_t>(c * rows + r)] = dense[static_cast<size_t>(r * cols + c)];
+      for (int64_t c = 0; c < cols; ++c)
+        storage[static_cast<size_t>(c * rows + r)] = dense[static_cast<size_t>(r * cols + c)];
     const int64_t strides[2] = {1, rows};
     return TensorView(storage.data(), dtype, shape, strides);
   }
@@ -69,8 +70,7 @@ TensorView makeInput(std::vector<T>& storage, const std::vector<T>& dense, std::
   int64_t rows = 1;
   for (int d = 0; d < nd - 1; ++d) rows *= shape[static_cast<size_t>(d)];
   storage.assign(static_cast<size_t>(rows * pitch), T{});
-  for (int64_t r = 0; r < rows; ++r)
-    std::copy_n(dense.begin() + r * cols, cols, storage.begin() + r * pitch);
+  for (int64_t r = 0; r < rows; ++r) std::copy_n(dense.begin() + r * cols, cols, storage.begin() + r * pitch);
   std::vector<int64_t> strides(static_cast<size_t>(nd), 1);
   int64_t s = pitch;
   for (int d = nd - 2; d >= 0; --d) {
@@ -231,11 +231,11 @@ RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
       if (cfg.maskDims == 1) d.xActiveMask = makeInput(r.mask, in.mask, {Bs}, DType::kBool, strided);
       if (cfg.maskDims == 2) d.xActiveMask = makeInput(r.mask, in.mask, {Bs, K}, DType::kBool, strided);
       if (!in.scales.empty())
-        d.scales = makeInput(r.scales, in.scales, {static_cast<int64_t>(in.scales.size()) / H, H}, DType::kFloat32,
-                             strided);
+        d.scales =
+            makeInput(r.scales, in.scales, {static_cast<int64_t>(in.scales.size()) / H, H}, DType::kFloat32, strided);
       if (!cfg.elasticInfo.empty())
-        d.elasticInfo = makeInput(r.elastic, cfg.elasticInfo, {static_cast<int64_t>(cfg.elasticInfo.size())},
-                                  DType::kInt32, false);
+        d.elasticInfo =
+            makeInput(r.elastic, cfg.elasticInfo, {static_cast<int64_t>(cfg.elasticInfo.size())}, DType::kInt32, false);
       r.expandX.resize(static_cast<size_t>(rows * H * expandElem));
       r.dynamicScales.resize(static_cast<size_t>(rows));
       r.assist.resize(static_cast<size_t>(r.cap.A * 128));
@@ -268,8 +268,8 @@ RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
       c.residualX = makeInput(r.residual, ci.residualX, {Bs, 1, H}, DType::kBFloat16, strided);
       c.gamma = makeInput(r.gamma, ci.gamma, {H}, DType::kBFloat16, strided);
       if (!ci.sharedExpertX.empty())
-        c.sharedExpertX = makeInput(r.sharedX, ci.sharedExpertX, scenario.sharedExpertXShape(e), DType::kBFloat16,
-                                    strided);
+        c.sharedExpertX =
+            makeInput(r.sharedX, ci.sharedExpertX, scenario.sharedExpertXShape(e), DType::kBFloat16, strided);
       if (!ci.oriX.empty()) c.oriX = makeInput(r.oriX, ci.oriX, {Bs, H}, DType::kBFloat16, strided);
       if (!ci.alpha1.empty()) {
         const int64_t Q = static_cast<int64_t>(ci.alpha1.size());
@@ -296,7 +296,8 @@ RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
     const ref::DispatchOutput& want = dout[static_cast<size_t>(r.tpIdx)][static_cast<size_t>(r.epRank)];
     const ref::CombineOutput& wantC = cout[static_cast<size_t>(r.tpIdx)][static_cast<size_t>(r.epRank)];
     const Communicator& epComm = ep[static_cast<size_t>(r.tpIdx)][static_cast<size_t>(r.epRank)];
-    const Communicator* tpComm = cfg.tp >= 1 ? &tp[static_cast<size_t>(r.epRank)][static_cast<size_t>(r.tpIdx)] : nullptr;
+    const Communicator* tpComm =
+        cfg.tp >= 1 ? &tp[static_cast<size_t>(r.epRank)][static_cast<size_t>(r.tpIdx)] : nullptr;
     RankResult& out = result.ranks[static_cast<size_t>(index)];
     out.tpIdx = r.tpIdx;
     out.epRank = r.epRank;
@@ -342,13 +343,14 @@ RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
       }
       if (ok && options.check) {
         const std::string w = where + " dispatch ";
-        checker.expectPrefix(w + "expandX", r.expandX.data(), r.expandX.size(), want.expandX.data(), want.expandX.size());
+        checker.expectPrefix(w + "expandX", r.expandX.data(), r.expandX.size(), want.expandX.data(),
+                             want.expandX.size());
         checker.expectPrefix(w + "dynamicScales", r.dynamicScales.data(), r.dynamicScales.size(),
                              want.dynamicScales.data(), want.dynamicScales.size());
         checker.expectPrefix(w + "assistInfoForCombine", r.assist.data(), r.assist.size(), want.assistInfo.data(),
                              want.assistInfo.size());
-        checker.expectPrefix(w + "expertTokenNums", r.tokenNums.data(), r.tokenNums.size(),
-                             want.expertTokenNums.data(), want.expertTokenNums.size());
+        checker.expectPrefix(w + "expertTokenNums", r.tokenNums.data(), r.tokenNums.size(), want.expertTokenNums.data(),
+                             want.expertTokenNums.size());
         checker.expectPrefix(w + "epRecvCounts", r.epRecv.data(), r.epRecv.size(), want.epRecvCounts.data(),
                              want.epRecvCounts.size());
         checker.expectPrefix(w + "tpRecvCounts", r.tpRecv.data(), r.tpRecv.size(), want.tpRecvCounts.data(),
@@ -360,8 +362,8 @@ RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
         const FfnRank fr = ffnRankFor(cfg, r.epRank, r.tpIdx);
         out.ownRows = r.epRecv[static_cast<size_t>(fr.numSourceRanks * (fr.sharedRank ? 1 : fr.numLocalExperts) - 1)];
         out.totalRows = out.ownRows + (cfg.tp == 2 ? r.tpRecv[static_cast<size_t>(1 - r.tpIdx)] : 0);
-        const auto rows = expertFfn(fr, r.expandX.data(), quant ? r.dynamicScales.data() : nullptr, out.totalRows,
-                                    r.epRecv.data());
+        const auto rows =
+            expertFfn(fr, r.expandX.data(), quant ? r.dynamicScales.data() : nullptr, out.totalRows, r.epRecv.data());
         std::copy(rows.begin(), rows.end(), r.ffnRows.begin());
       }
       // Combine.

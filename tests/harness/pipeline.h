@@ -17,11 +17,11 @@ namespace moedist::testing {
 struct RunOptions {
   int kernelThreads = 1;
   std::chrono::milliseconds timeout{120000};
-  int layers = 1;               // dispatch -> FFN -> combine repeated on the same communicators, each one checked
-  bool warmupDispatch = false;  // one extra dispatch of all ranks without elasticInfo first (the seed example)
-  bool stridedInputs = false;   // pass the inputs as strided (non-contiguous) views
-  bool syncBeforeEachOp = true; // a thread barrier before each operator (for timing); false lets calls overlap
-  bool check = true;            // compare with the reference model
+  int layers = 1;                // dispatch -> FFN -> combine repeated on the same communicators, each one checked
+  bool warmupDispatch = false;   // one extra dispatch of all ranks without elasticInfo first (the seed example)
+  bool stridedInputs = false;    // pass the inputs as strided (non-contiguous) views
+  bool syncBeforeEachOp = true;  // a thread barrier before each operator (for timing); false lets calls overlap
+  bool check = true;             // compare with the reference model
   // Hooks to corrupt one rank's arguments (error tests); run right before the call on that rank's thread.
   std::function<void(int tpIdx, int epRank, DispatchArgs&)> editDispatch;
   std::function<void(int tpIdx, int epRank, CombineArgs&)> editCombine;
@@ -45,16 +45,16 @@ struct RankResult {
 };
 
 struct RunResult {
-  std::vector<RankResult> ranks;     // [tpIdx * W + epRank]
+  std::vector<RankResult> ranks;  // [tpIdx * W + epRank]
   // Statuses that were not ok, output mismatches, and outputs a failed call wrote anyway (these contain the
   // words "half-written"); at most 50.
   std::vector<std::string> failures;
-  double dispatchSeconds = 0;        // slowest rank's time per call, best layer
+  double dispatchSeconds = 0;  // slowest rank's time per call, best layer
   double combineSeconds = 0;
-  int64_t dispatchBytes = 0;         // payload bytes written by all ranks' dispatch (one layer)
-  int64_t combineBytes = 0;          // payload bytes read back by all ranks' combine (one layer)
+  int64_t dispatchBytes = 0;  // payload bytes written by all ranks' dispatch (one layer)
+  int64_t combineBytes = 0;   // payload bytes read back by all ranks' combine (one layer)
   bool ok() const { return failures.empty(); }
-  std::string summary() const;       // failures, one per line
+  std::string summary() const;  // failures, one per line
 };
 
 RunResult runScenario(const Scenario& scenario, const RunOptions& options = {});

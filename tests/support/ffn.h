@@ -24,13 +24,13 @@ namespace moedist::testing {
 // What the FFN needs to know about the rank that runs it.
 struct FfnRank {
   int H = 0;
-  bool fp16 = false;         // dtype of the dispatch x (rows are bf16 unless this is set); ignored with int8
-  bool int8 = false;         // quantMode 2: rows are int8 with one fp32 dynamic scale each
-  bool sharedRank = false;   // a shared-expert rank (role after elastic scale-in)
-  int numLocalExperts = 1;   // L on MoE ranks, 1 on shared ranks
-  int numSourceRanks = 1;    // W_eff: receive blocks per local expert in epRecvCounts
-  bool tp2 = false;          // tp == 2
-  int tpIdx = 0;             // tp rank id (0 without TP)
+  bool fp16 = false;        // dtype of the dispatch x (rows are bf16 unless this is set); ignored with int8
+  bool int8 = false;        // quantMode 2: rows are int8 with one fp32 dynamic scale each
+  bool sharedRank = false;  // a shared-expert rank (role after elastic scale-in)
+  int numLocalExperts = 1;  // L on MoE ranks, 1 on shared ranks
+  int numSourceRanks = 1;   // W_eff: receive blocks per local expert in epRecvCounts
+  bool tp2 = false;         // tp == 2
+  int tpIdx = 0;            // tp rank id (0 without TP)
 };
 
 // The coefficient c of the formula above for local expert `localExpert`.

@@ -28,7 +28,9 @@ inline float bitsFloat(uint32_t u) {
 // bf16
 
 // Exact widening.
-inline float bf16ToFloat(uint16_t b) { return bitsFloat(static_cast<uint32_t>(b) << 16); }
+inline float bf16ToFloat(uint16_t b) {
+  return bitsFloat(static_cast<uint32_t>(b) << 16);
+}
 
 // Round to nearest, ties to even. NaN stays NaN (quiet, sign kept); overflow rounds to infinity.
 inline uint16_t floatToBf16(float f) {
@@ -84,7 +86,7 @@ inline uint16_t floatToFp16(float f) {
   uint32_t r = (exp16 << 10) | (mant >> 13);
   const uint32_t rest = mant & 0x1FFFu;
   if (rest > 0x1000u || (rest == 0x1000u && (r & 1u) != 0)) r += 1;  // a carry into the exponent is correct
-  return static_cast<uint16_t>(sign | r);                             // (0x7BFF + 1 = 0x7C00 = inf)
+  return static_cast<uint16_t>(sign | r);                            // (0x7BFF + 1 = 0x7C00 = inf)
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -51,7 +51,6 @@ float dynamicQuantRow(const float* v, int64_t n, int8_t* q) {
   return 1.0f / d;
 }
 
-
 // SPEC 3.7: int8 communication quantization of combine (commQuantMode 2), applied to one bf16 row and undone
 // again (the value the source side uses). Groups of 8 consecutive elements, the row padded with zeros to a
 // multiple of 16 elements. A group whose max is 0 (0/0 = NaN) gives q = 0 and so 0 after dequantization
@@ -79,7 +78,6 @@ void commQuantRoundTrip(const uint16_t* inBf16, int64_t n, uint16_t* outBf16) {
     }
   }
 }
-
 
 // SPEC 3.4 / 10.2: the A3 "count" ReduceSum. 64-element chunks; each chunk summed by an adjacent-pair binary tree
 // (missing lanes of a partial last chunk are 0); the chunk sums are added left to right.
@@ -125,19 +123,18 @@ float rmsNormRow(const float* x, const uint16_t* gammaBf16, int64_t n, float eps
   return rstd;
 }
 
-
 namespace {
 
 // Everything derived from the attributes (and elasticInfo) that the algorithms need.
 struct Topo {
   int W = 0, M = 0, S = 0, Srank = 0, L = 0, K = 0, H = 0, Z = 0, C = 0, Q = 0;
-  int G = 1;              // number of EP groups (2 with tp == 2)
+  int G = 1;  // number of EP groups (2 with tp == 2)
   bool tp2 = false;
-  bool specials = false;  // Z + C + Q > 0
-  bool elastic = false;   // elasticInfo given and [0] != 0
+  bool specials = false;                           // Z + C + Q > 0
+  bool elastic = false;                            // elasticInfo given and [0] != 0
   int Weff = 0, SrankEff = 0, Meff = 0, Reff = 0;  // R' = Srank'/S (0 without shared experts)
-  std::vector<int> newOf;   // physical rank -> new rank id (-1: removed)
-  std::vector<int> physOf;  // new rank id -> physical rank
+  std::vector<int> newOf;                          // physical rank -> new rank id (-1: removed)
+  std::vector<int> physOf;                         // new rank id -> physical rank
   int KS() const { return K + S; }
   bool participates(int p) const { return newOf[static_cast<size_t>(p)] >= 0; }
   bool sharedRank(int p) const { return newOf[static_cast<size_t>(p)] < SrankEff; }
@@ -211,18 +208,20 @@ std::optional<std::string> buildTopo(const char* op, const Config& cfg, const Di
       if (W2 < 1 || W2 > t.W) return fail("elasticInfo[1] (W') must be in [1, W], got " + std::to_string(W2));
       if (Sr2 < 0 || Sr2 >= W2) return fail("elasticInfo[2] (Srank') must be in [0, W'), got " + std::to_string(Sr2));
       if (t.S > 0 && (Sr2 == 0 || Sr2 % t.S != 0))
-        return fail("elasticInfo[2] (Srank') must be a positive multiple of sharedExpertNum, got " + std::to_string(Sr2));
+        return fail("elasticInfo[2] (Srank') must be a positive multiple of sharedExpertNum, got " +
+                    std::to_string(Sr2));
       if (t.S == 0 && Sr2 != 0) return fail("elasticInfo[2] (Srank') must be 0 without shared experts");
       if (M2 < 1 || M2 % (W2 - Sr2) != 0 || M2 / (W2 - Sr2) != t.L)
-        return fail("elasticInfo changes the per-rank MoE expert count: M' = " + std::to_string(M2) + ", W' - Srank' = " +
-                    std::to_string(W2 - Sr2) + ", expected L = " + std::to_string(t.L));
+        return fail("elasticInfo changes the per-rank MoE expert count: M' = " + std::to_string(M2) +
+                    ", W' - Srank' = " + std::to_string(W2 - Sr2) + ", expected L = " + std::to_string(t.L));
       if (M2 > t.M) return fail("elasticInfo[3] (M') must not exceed moeExpertNum, got " + std::to_string(M2));
       int survivors = 0;
       for (int r = 0; r < t.W; ++r) {
         const int n = e[static_cast<size_t>(4 + r)];
         if (n == -1) continue;
         if (n < 0 || n >= W2)
-          return fail("elasticInfo table1[" + std::to_string(r) + "] = " + std::to_string(n) + " is not -1 or in [0, W')");
+          return fail("elasticInfo table1[" + std::to_string(r) + "] = " + std::to_string(n) +
+                      " is not -1 or in [0, W')");
         const int back = e[static_cast<size_t>(4 + t.W + n)];
         if (back != r)
           return fail("elasticInfo tables are not inverse: table1[" + std::to_string(r) + "] = " + std::to_string(n) +
@@ -230,7 +229,8 @@ std::optional<std::string> buildTopo(const char* op, const Config& cfg, const Di
         ++survivors;
       }
       if (survivors != W2)
-        return fail("elasticInfo lists " + std::to_string(survivors) + " surviving ranks but W' = " + std::to_string(W2));
+        return fail("elasticInfo lists " + std::to_string(survivors) +
+                    " surviving ranks but W' = " + std::to_string(W2));
       t.Weff = W2;
       t.SrankEff = Sr2;
       t.Meff = M2;
@@ -264,8 +264,8 @@ std::optional<std::string> buildTopo(const char* op, const Config& cfg, const Di
         if (cfg.globalBs % t.W != 0) return fail("globalBs must be a multiple of W");
         const int maxBs = cfg.globalBs / t.W;
         if (bs > maxBs)
-          return fail("rank " + std::to_string(p) + ": Bs " + std::to_string(bs) + " exceeds globalBs / W = " +
-                      std::to_string(maxBs));
+          return fail("rank " + std::to_string(p) + ": Bs " + std::to_string(bs) +
+                      " exceeds globalBs / W = " + std::to_string(maxBs));
         if (bs < maxBs && cfg.maskDims != 0)
           return fail("rank " + std::to_string(p) + ": globalBs > Bs*W cannot be combined with xActiveMask");
       }
@@ -282,7 +282,8 @@ struct Active {
 
 std::optional<std::string> activeSets(const char* op, const Config& cfg, const Topo& t, int g, int p,
                                       const DispatchInput& in, Active* out) {
-  const std::string where = std::string(op) + ": rank " + std::to_string(p) + (t.tp2 ? " (tp " + std::to_string(g) + ")" : "") + ": ";
+  const std::string where =
+      std::string(op) + ": rank " + std::to_string(p) + (t.tp2 ? " (tp " + std::to_string(g) + ")" : "") + ": ";
   const int64_t Bs = in.Bs, K = t.K;
   if (static_cast<int64_t>(in.expertIds.size()) != Bs * K)
     return where + "expertIds must have Bs*K = " + std::to_string(Bs * K) + " entries, got " +
@@ -294,7 +295,8 @@ std::optional<std::string> activeSets(const char* op, const Config& cfg, const T
     std::fill(out->slot.begin(), out->slot.end(), 1);
   } else if (cfg.maskDims == 1) {
     if (static_cast<int64_t>(in.mask.size()) != Bs)
-      return where + "1-D xActiveMask must have Bs = " + std::to_string(Bs) + " entries, got " + std::to_string(in.mask.size());
+      return where + "1-D xActiveMask must have Bs = " + std::to_string(Bs) + " entries, got " +
+             std::to_string(in.mask.size());
     int64_t n = 0;
     for (int64_t b = 0; b < Bs; ++b) n += in.mask[static_cast<size_t>(b)] ? 1 : 0;
     for (int64_t b = 0; b < Bs; ++b) {
@@ -322,8 +324,9 @@ std::optional<std::string> activeSets(const char* op, const Config& cfg, const T
       if (!out->slot[static_cast<size_t>(b * K + k)]) continue;
       const int64_t e = in.expertIds[static_cast<size_t>(b * K + k)];
       if (!t.validId(e)) {
-        std::string m = where + "expertIds[" + std::to_string(b) + "][" + std::to_string(k) + "] = " + std::to_string(e) +
-                        " is not a valid expert id (MoE ids [0, " + std::to_string(t.Meff) + ")";
+        std::string m = where + "expertIds[" + std::to_string(b) + "][" + std::to_string(k) +
+                        "] = " + std::to_string(e) + " is not a valid expert id (MoE ids [0, " +
+                        std::to_string(t.Meff) + ")";
         if (t.specials)
           m += ", special ids [" + std::to_string(t.M) + ", " + std::to_string(int64_t{t.M} + t.Z + t.C + t.Q) + ")";
         return m + ")";
@@ -338,7 +341,9 @@ std::optional<std::string> activeSets(const char* op, const Config& cfg, const T
   return std::nullopt;
 }
 
-float widen(const Config& cfg, uint16_t bits) { return cfg.fp16 ? fp16ToFloat(bits) : bf16ToFloat(bits); }
+float widen(const Config& cfg, uint16_t bits) {
+  return cfg.fp16 ? fp16ToFloat(bits) : bf16ToFloat(bits);
+}
 
 // One row received over EP, as a reference to its source.
 struct RecvRow {
@@ -372,7 +377,8 @@ std::optional<std::string> dispatch(const Config& cfg, const DispatchInputs& in,
       const DispatchInput& di = in[static_cast<size_t>(g)][static_cast<size_t>(p)];
       const std::string where = "dispatch: rank " + std::to_string(p) + ": ";
       if (static_cast<int64_t>(di.x.size()) != di.Bs * H)
-        return where + "x must have Bs*H = " + std::to_string(di.Bs * H) + " entries, got " + std::to_string(di.x.size());
+        return where + "x must have Bs*H = " + std::to_string(di.Bs * H) + " entries, got " +
+               std::to_string(di.x.size());
       if (!di.scales.empty()) {
         if (cfg.quantMode != 2) return where + "scales are only allowed with quantMode 2";
         if (static_cast<int64_t>(di.scales.size()) != (int64_t{t.S} + t.M) * H)
@@ -586,7 +592,8 @@ std::optional<std::string> combine(const Config& cfg, const DispatchInputs& disp
     for (int d = 0; d < t.W; ++d) {
       if (!t.participates(d)) continue;
       const CombineInput& ci = in[static_cast<size_t>(g)][static_cast<size_t>(d)];
-      const std::string where = "combine: expert rank " + std::to_string(d) + (t.tp2 ? " (tp " + std::to_string(g) + ")" : "") + ": ";
+      const std::string where =
+          "combine: expert rank " + std::to_string(d) + (t.tp2 ? " (tp " + std::to_string(g) + ")" : "") + ": ";
       const int idx = t.lastCountIdx(d);
       if (static_cast<int>(ci.epSendCounts.size()) <= idx)
         return where + "epSendCounts needs at least " + std::to_string(idx + 1) + " entries, got " +
@@ -640,8 +647,9 @@ std::optional<std::string> combine(const Config& cfg, const DispatchInputs& disp
         auto& gotSlot = got[static_cast<size_t>(g)][static_cast<size_t>(src)][slot];
         if (gotSlot) return rowWhere + "slot delivered twice";
         gotSlot = 1;
-        std::copy(red.begin(), red.end(), ret[static_cast<size_t>(g)][static_cast<size_t>(src)].begin() +
-                                              static_cast<std::ptrdiff_t>(slot) * H);
+        std::copy(
+            red.begin(), red.end(),
+            ret[static_cast<size_t>(g)][static_cast<size_t>(src)].begin() + static_cast<std::ptrdiff_t>(slot) * H);
       }
     }
   }
@@ -666,9 +674,8 @@ std::optional<std::string> combine(const Config& cfg, const DispatchInputs& disp
       const int64_t Bs = di.Bs;
       for (int64_t slot = 0; slot < Bs * KS; ++slot)
         if (ex[static_cast<size_t>(slot)] && !gt[static_cast<size_t>(slot)])
-          return "combine: rank " + std::to_string(p) + (t.tp2 ? " (tp " + std::to_string(g) + ")" : "") +
-                 ": token " + std::to_string(slot / KS) + " slot " + std::to_string(slot % KS) +
-                 " never received its row";
+          return "combine: rank " + std::to_string(p) + (t.tp2 ? " (tp " + std::to_string(g) + ")" : "") + ": token " +
+                 std::to_string(slot / KS) + " slot " + std::to_string(slot % KS) + " never received its row";
       o.written.assign(static_cast<size_t>(Bs), 0);
       o.yOut.assign(static_cast<size_t>(Bs * H), 0);
       o.rstdOut.assign(static_cast<size_t>(Bs), 0.0f);
@@ -718,7 +725,8 @@ std::optional<std::string> combine(const Config& cfg, const DispatchInputs& disp
         }
         if (!ci.sharedExpertX.empty()) {
           const uint16_t* sx = ci.sharedExpertX.data() + b * H;
-          for (int64_t h = 0; h < H; ++h) acc[static_cast<size_t>(h)] = acc[static_cast<size_t>(h)] + bf16ToFloat(sx[h]);
+          for (int64_t h = 0; h < H; ++h)
+            acc[static_cast<size_t>(h)] = acc[static_cast<size_t>(h)] + bf16ToFloat(sx[h]);
         }
         const uint16_t* res = ci.residualX.data() + b * H;
         for (int64_t h = 0; h < H; ++h) {
@@ -726,7 +734,8 @@ std::optional<std::string> combine(const Config& cfg, const DispatchInputs& disp
           xrow[static_cast<size_t>(h)] = xv;
           o.xOut[static_cast<size_t>(b * H + h)] = floatToBf16(xv);
         }
-        o.rstdOut[static_cast<size_t>(b)] = rmsNormRow(xrow.data(), ci.gamma.data(), H, cfg.normEps, o.yOut.data() + b * H);
+        o.rstdOut[static_cast<size_t>(b)] =
+            rmsNormRow(xrow.data(), ci.gamma.data(), H, cfg.normEps, o.yOut.data() + b * H);
       }
     }
   }

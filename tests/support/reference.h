@@ -18,67 +18,67 @@ namespace moedist::ref {
 
 // Attributes, as CANN passes them (the same on all ranks).
 struct Config {
-  int W = 8;                  // epWorldSize
-  int M = 8;                  // moeExpertNum
-  int sharedExpertNum = 0;    // attribute value; the effective S follows SPEC section 1
+  int W = 8;                // epWorldSize
+  int M = 8;                // moeExpertNum
+  int sharedExpertNum = 0;  // attribute value; the effective S follows SPEC section 1
   int sharedExpertRankNum = 0;
   int K = 3;
   int H = 7168;
-  int Z = 0, C = 0, Q = 0;    // zero / copy / const experts
-  int globalBs = 0;           // attribute: 0 or maxBs * W
-  int tp = 0;                 // tpWorldSize: 0, 1 or 2
-  bool fp16 = false;          // x dtype: bf16 (false) or fp16
-  int quantMode = 0;          // 0 or 2
+  int Z = 0, C = 0, Q = 0;  // zero / copy / const experts
+  int globalBs = 0;         // attribute: 0 or maxBs * W
+  int tp = 0;               // tpWorldSize: 0, 1 or 2
+  bool fp16 = false;        // x dtype: bf16 (false) or fp16
+  int quantMode = 0;        // 0 or 2
   int expertTokenNumsType = 1;
-  int commQuantMode = 0;      // 0 or 2
+  int commQuantMode = 0;  // 0 or 2
   float normEps = 1e-6f;
   std::vector<int32_t> elasticInfo;  // empty: not given; else 4 + 2W int32 (SPEC section 5)
-  int maskDims = 0;           // 0: no xActiveMask, 1: (Bs,), 2: (Bs, K)
+  int maskDims = 0;                  // 0: no xActiveMask, 1: (Bs,), 2: (Bs, K)
 };
 
 struct DispatchInput {  // one rank
   int Bs = 0;
-  std::vector<uint16_t> x;          // Bs*H bf16 or fp16 bits
-  std::vector<int32_t> expertIds;   // Bs*K
-  std::vector<uint8_t> mask;        // Bs (maskDims 1) or Bs*K (maskDims 2), 0/1
-  std::vector<float> scales;        // (S + M)*H smooth scales, or empty
+  std::vector<uint16_t> x;         // Bs*H bf16 or fp16 bits
+  std::vector<int32_t> expertIds;  // Bs*K
+  std::vector<uint8_t> mask;       // Bs (maskDims 1) or Bs*K (maskDims 2), 0/1
+  std::vector<float> scales;       // (S + M)*H smooth scales, or empty
 };
 
-struct DispatchOutput {  // one rank: written prefixes
-  bool participates = true;         // false for a rank removed by elastic scale-in (it does not call)
-  int64_t numOwnRows = 0;           // Nown
-  int64_t numRows = 0;              // Nown + Npeer
-  std::vector<uint8_t> expandX;     // numRows * H * (2 bytes, or 1 byte with quantMode 2)
-  std::vector<float> dynamicScales; // numRows (quantMode 2), else empty
-  std::vector<int32_t> assistInfo;  // 3 * Nown
+struct DispatchOutput {                  // one rank: written prefixes
+  bool participates = true;              // false for a rank removed by elastic scale-in (it does not call)
+  int64_t numOwnRows = 0;                // Nown
+  int64_t numRows = 0;                   // Nown + Npeer
+  std::vector<uint8_t> expandX;          // numRows * H * (2 bytes, or 1 byte with quantMode 2)
+  std::vector<float> dynamicScales;      // numRows (quantMode 2), else empty
+  std::vector<int32_t> assistInfo;       // 3 * Nown
   std::vector<int64_t> expertTokenNums;  // written prefix
   std::vector<int32_t> epRecvCounts;     // written prefix
   std::vector<int32_t> tpRecvCounts;     // 2 entries with tp == 2, else empty
 };
 
-struct CombineInput {  // one rank; expert-side tensors are what dispatch produced (after the expert FFN)
-  std::vector<uint16_t> expandX;        // >= numRows * H bf16 rows
-  std::vector<int32_t> assistInfo;      // dispatch's assistInfo prefix (3 * Nown)
-  std::vector<int32_t> epSendCounts;    // dispatch's epRecvCounts prefix
-  std::vector<int32_t> tpSendCounts;    // dispatch's tpRecvCounts (2 entries with tp == 2)
-  std::vector<float> expertScales;      // Bs*K
-  std::vector<uint16_t> residualX;      // Bs*H bf16
-  std::vector<uint16_t> gamma;          // H bf16
-  std::vector<uint16_t> sharedExpertX;  // Bs*H bf16 or empty
-  std::vector<uint16_t> oriX;           // Bs*H bf16 or empty
-  std::vector<uint16_t> alpha1, alpha2; // Q bf16 or empty
-  std::vector<uint16_t> constV;         // Q*H bf16 or empty
+struct CombineInput {                 // one rank; expert-side tensors are what dispatch produced (after the expert FFN)
+  std::vector<uint16_t> expandX;      // >= numRows * H bf16 rows
+  std::vector<int32_t> assistInfo;    // dispatch's assistInfo prefix (3 * Nown)
+  std::vector<int32_t> epSendCounts;  // dispatch's epRecvCounts prefix
+  std::vector<int32_t> tpSendCounts;  // dispatch's tpRecvCounts (2 entries with tp == 2)
+  std::vector<float> expertScales;    // Bs*K
+  std::vector<uint16_t> residualX;    // Bs*H bf16
+  std::vector<uint16_t> gamma;        // H bf16
+  std::vector<uint16_t> sharedExpertX;   // Bs*H bf16 or empty
+  std::vector<uint16_t> oriX;            // Bs*H bf16 or empty
+  std::vector<uint16_t> alpha1, alpha2;  // Q bf16 or empty
+  std::vector<uint16_t> constV;          // Q*H bf16 or empty
 };
 
 struct CombineOutput {  // one rank
   bool participates = true;
-  std::vector<uint8_t> written;   // Bs flags: token t's rows of yOut, rstdOut, xOut were written
-  std::vector<uint16_t> yOut;     // Bs*H bf16 (rows of unwritten tokens are unspecified here)
-  std::vector<float> rstdOut;     // Bs
-  std::vector<uint16_t> xOut;     // Bs*H bf16
+  std::vector<uint8_t> written;  // Bs flags: token t's rows of yOut, rstdOut, xOut were written
+  std::vector<uint16_t> yOut;    // Bs*H bf16 (rows of unwritten tokens are unspecified here)
+  std::vector<float> rstdOut;    // Bs
+  std::vector<uint16_t> xOut;    // Bs*H bf16
 };
 
-using DispatchInputs = std::vector<std::vector<DispatchInput>>;    // [tpIdx][epRank]
+using DispatchInputs = std::vector<std::vector<DispatchInput>>;  // [tpIdx][epRank]
 using DispatchOutputs = std::vector<std::vector<DispatchOutput>>;
 using CombineInputs = std::vector<std::vector<CombineInput>>;
 using CombineOutputs = std::vector<std::vector<CombineOutput>>;

@@ -18,9 +18,13 @@ uint64_t Rng::next() {
   return z ^ (z >> 31);
 }
 
-uint32_t Rng::below(uint32_t n) { return static_cast<uint32_t>((next() >> 32) % n); }
+uint32_t Rng::below(uint32_t n) {
+  return static_cast<uint32_t>((next() >> 32) % n);
+}
 
-float Rng::uniform() { return static_cast<float>(next() >> 40) * 0x1p-24f; }
+float Rng::uniform() {
+  return static_cast<float>(next() >> 40) * 0x1p-24f;
+}
 
 float Rng::normalish() {
   float s = 0.0f;
@@ -28,7 +32,9 @@ float Rng::normalish() {
   return s - 2.0f;
 }
 
-bool Rng::chance(double p) { return static_cast<double>(next() >> 11) * 0x1p-53 < p; }
+bool Rng::chance(double p) {
+  return static_cast<double>(next() >> 11) * 0x1p-53 < p;
+}
 
 namespace {
 
@@ -36,7 +42,8 @@ namespace {
 enum Stream : uint64_t { kIds = 1, kMask, kX, kScales, kWeights, kResidual, kGamma, kSharedX, kConst };
 
 Rng streamRng(uint64_t seed, Stream s, int g, int p) {
-  Rng mix(seed ^ (static_cast<uint64_t>(s) << 48) ^ (static_cast<uint64_t>(g) << 40) ^ (static_cast<uint64_t>(p) << 20));
+  Rng mix(seed ^ (static_cast<uint64_t>(s) << 48) ^ (static_cast<uint64_t>(g) << 40) ^
+          (static_cast<uint64_t>(p) << 20));
   return Rng(mix.next());
 }
 
@@ -48,7 +55,9 @@ float sampleValue(Rng& rng, int rowExp) {
   return v;
 }
 
-uint16_t toBits(bool fp16, float v) { return fp16 ? ref::floatToFp16(v) : ref::floatToBf16(v); }
+uint16_t toBits(bool fp16, float v) {
+  return fp16 ? ref::floatToFp16(v) : ref::floatToBf16(v);
+}
 
 struct Derived {
   int S = 0, Srank = 0, L = 0, Meff = 0, Weff = 0, SrankEff = 0;
@@ -129,9 +138,12 @@ bool Scenario::participates(int epRank) const {
 std::vector<int64_t> Scenario::sharedExpertXShape(int epRank) const {
   const int64_t b = batch(epRank);
   switch (sharedX) {
-    case SharedXShape::kNone: return {};
-    case SharedXShape::k2D: return {b, cfg.H};
-    case SharedXShape::k3D: return {b, 1, cfg.H};
+    case SharedXShape::kNone:
+      return {};
+    case SharedXShape::k2D:
+      return {b, cfg.H};
+    case SharedXShape::k3D:
+      return {b, 1, cfg.H};
   }
   return {};
 }
@@ -155,13 +167,19 @@ std::string Scenario::describe() const {
   if (c.maskDims == 2) os << " mask=2D";
   if (c.Z + c.C + c.Q > 0) os << " specials=Z" << c.Z << "C" << c.C << "Q" << c.Q << "(frac " << specialFraction << ")";
   switch (routing) {
-    case Routing::kUniform: os << " routing=uniform"; break;
-    case Routing::kOneExpert: os << " routing=oneExpert(" << hotExpert << ")"; break;
-    case Routing::kStarveRank: os << " routing=starveRank(" << starvedRank << ")"; break;
+    case Routing::kUniform:
+      os << " routing=uniform";
+      break;
+    case Routing::kOneExpert:
+      os << " routing=oneExpert(" << hotExpert << ")";
+      break;
+    case Routing::kStarveRank:
+      os << " routing=starveRank(" << starvedRank << ")";
+      break;
   }
   if (!c.elasticInfo.empty()) {
-    os << " elastic=" << (c.elasticInfo[0] ? "on" : "off") << "(W'=" << c.elasticInfo[1] << " Srank'=" << c.elasticInfo[2]
-       << " M'=" << c.elasticInfo[3] << " removed{";
+    os << " elastic=" << (c.elasticInfo[0] ? "on" : "off") << "(W'=" << c.elasticInfo[1]
+       << " Srank'=" << c.elasticInfo[2] << " M'=" << c.elasticInfo[3] << " removed{";
     for (size_t i = 0; i < removedRanks.size(); ++i) os << (i ? "," : "") << removedRanks[i];
     os << "})";
   }
@@ -264,7 +282,8 @@ ref::DispatchInputs Scenario::makeDispatchInputs() const {
 
       Rng rm = streamRng(seed, kMask, g, p);
       if (c.maskDims == 1) {
-        const int n = activeTokens >= 0 ? std::min(activeTokens, Bs) : static_cast<int>(rm.below(static_cast<uint32_t>(Bs + 1)));
+        const int n =
+            activeTokens >= 0 ? std::min(activeTokens, Bs) : static_cast<int>(rm.below(static_cast<uint32_t>(Bs + 1)));
         di.mask.assign(static_cast<size_t>(Bs), 0);
         for (int b = 0; b < n; ++b) di.mask[static_cast<size_t>(b)] = 1;
       } else if (c.maskDims == 2) {
@@ -285,7 +304,8 @@ ref::DispatchInputs Scenario::makeDispatchInputs() const {
   return in;
 }
 
-ref::CombineInputs Scenario::makeCombineInputs(const ref::DispatchOutputs& dispatchOut, const FfnOutputs& ffnOut) const {
+ref::CombineInputs Scenario::makeCombineInputs(const ref::DispatchOutputs& dispatchOut,
+                                               const FfnOutputs& ffnOut) const {
   const ref::Config c = config();
   const int W = c.W, K = c.K, H = c.H, G = numGroups();
   ref::DispatchInputs din;
@@ -325,8 +345,7 @@ ref::CombineInputs Scenario::makeCombineInputs(const ref::DispatchOutputs& dispa
       if (oriX) {
         const auto& x = din[static_cast<size_t>(g)][static_cast<size_t>(p)].x;
         ci.oriX.resize(BsH);
-        for (size_t i = 0; i < BsH; ++i)
-          ci.oriX[i] = c.fp16 ? ref::floatToBf16(ref::fp16ToFloat(x[i])) : x[i];
+        for (size_t i = 0; i < BsH; ++i) ci.oriX[i] = c.fp16 ? ref::floatToBf16(ref::fp16ToFloat(x[i])) : x[i];
       }
       if (constTensors) {
         Rng rc = streamRng(seed, kConst, 0, 0);  // the same constants on every rank

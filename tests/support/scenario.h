@@ -33,7 +33,7 @@ struct Scenario {
   // Attributes. config() derives globalBs (when bs differ and cfg.globalBs is 0) and elasticInfo (when any elastic
   // knob below is set); cfg.maskDims selects the mask pattern: 1 -> prefix of activeTokens, 2 -> random 2-D.
   ref::Config cfg;
-  std::vector<int> bs;    // Bs per EP rank (W entries; empty: 4 on every rank); the same in both TP groups
+  std::vector<int> bs;  // Bs per EP rank (W entries; empty: 4 on every rank); the same in both TP groups
   uint64_t seed = 1;
 
   // Routing.
@@ -66,13 +66,13 @@ struct Scenario {
   bool constTensors = false;  // pass constExpertAlpha1/Alpha2/V; needed when Q > 0
 
   // Derived values.
-  ref::Config config() const;             // cfg + globalBs + elasticInfo
+  ref::Config config() const;  // cfg + globalBs + elasticInfo
   int numGroups() const { return cfg.tp == 2 ? 2 : 1; }
-  int batch(int epRank) const;            // Bs of an EP rank
+  int batch(int epRank) const;               // Bs of an EP rank
   std::vector<int32_t> elasticInfo() const;  // empty when no elastic knob is set (then cfg.elasticInfo is used)
   bool participates(int epRank) const;
   std::vector<int64_t> sharedExpertXShape(int epRank) const;  // {} without sharedExpertX
-  std::string describe() const;           // one readable line
+  std::string describe() const;                               // one readable line
 
   // Inputs. Throws std::invalid_argument when the knobs cannot be satisfied (e.g. too few ids for K distinct).
   ref::DispatchInputs makeDispatchInputs() const;

@@ -3,9 +3,9 @@
 //   moedist run   dispatch -> stand-in expert FFN -> combine on in-process ranks, every output checked bit for bit
 //                 against the reference model, with a readable summary (configuration, rows received per rank,
 //                 match status, time per call next to the machine's copy bandwidth).
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdlib>
 #include <string>
@@ -62,7 +62,7 @@ Scenario scenarioFrom(const RunFlags& f) {
   sc.smoothScales = f.smoothScales;
   // The seed example passes a (Bs, 1, H) sharedExpertX; CANN allows it only without shared-expert ranks.
   sc.sharedX = f.noSharedX || f.sharedExpertRanks > 0 ? moedist::testing::SharedXShape::kNone
-                                                       : moedist::testing::SharedXShape::k3D;
+                                                      : moedist::testing::SharedXShape::k3D;
   sc.removedRanks = f.removeRanks;
   if (f.elastic && sc.removedRanks.empty()) {
     // The seed example drops ranks 2-5 of 8; other sizes drop the same share from the middle.
@@ -115,8 +115,8 @@ int run(const RunFlags& f) {
     return 1;
   }
   const int threads = f.worldSize * groups;
-  const double copyGBs = moedist::tool::copyBandwidthGBs(
-      std::max<double>(static_cast<double>(r.dispatchBytes), 64e6), threads);
+  const double copyGBs =
+      moedist::tool::copyBandwidthGBs(std::max<double>(static_cast<double>(r.dispatchBytes), 64e6), threads);
   auto line = [&](const char* name, double sec, int64_t bytes) {
     const double gbs = sec > 0 ? static_cast<double>(bytes) / sec / 1e9 : 0;
     fmt::print("  {:<9} {:>9.3f} ms   {:>8.2f} MB moved   {:>6.2f} GB/s   {:.2f}x memcpy\n", name, sec * 1e3,
@@ -136,8 +136,9 @@ int run(const RunFlags& f) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"moedist: expert-parallel MoE dispatch and combine (CANN's MoeDistributeDispatchV3 and "
-               "MoeDistributeCombineAddRmsNormV2) on ordinary machines"};
+  CLI::App app{
+      "moedist: expert-parallel MoE dispatch and combine (CANN's MoeDistributeDispatchV3 and "
+      "MoeDistributeCombineAddRmsNormV2) on ordinary machines"};
   app.require_subcommand(1);
   RunFlags f;
   CLI::App* runCmd = app.add_subcommand(

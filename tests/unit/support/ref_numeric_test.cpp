@@ -43,8 +43,8 @@ TEST(RefBf16, NanStaysNan) {
 TEST(RefFp16, Widening) {
   EXPECT_EQ(fp16ToFloat(0x3C00), 1.0f);
   EXPECT_EQ(fp16ToFloat(0x7BFF), 65504.0f);
-  EXPECT_EQ(fp16ToFloat(0x0001), 0x1p-24f);  // smallest subnormal
-  EXPECT_EQ(fp16ToFloat(0x0400), 0x1p-14f);  // smallest normal
+  EXPECT_EQ(fp16ToFloat(0x0001), 0x1p-24f);         // smallest subnormal
+  EXPECT_EQ(fp16ToFloat(0x0400), 0x1p-14f);         // smallest normal
   EXPECT_EQ(fp16ToFloat(0x3555), 0.333251953125f);  // 1.3330078125 * 2^-2 (0x155 = 341, 1 + 341/1024)
   EXPECT_EQ(fp16ToFloat(0xC000), -2.0f);
   EXPECT_TRUE(std::isinf(fp16ToFloat(0x7C00)));
@@ -141,7 +141,8 @@ TEST(RefDynamicQuant, AllZeroRow) {
 // SPEC 3.7 by hand, H = 16 (two groups of 8).
 // fl(1/127) = 2^-7 (1 + 2^-7 + 2^-14 + 2^-21) = (1/127)(1 - 2^-28).
 // Group 0, max 127: sc = fl(127 * fl(1/127)) = fl(1 - 2^-28) = 1 (closer to 1 than to 1 - 2^-24); sb = 1.
-//   q = rint_even(fp16(v)): 127, 63.5 -> 64, -1, 0, 2.5 -> 2, bf16(0.3) = 0.30078125 -> 0, 100.5 -> 100, -101.5 -> -102.
+//   q = rint_even(fp16(v)): 127, 63.5 -> 64, -1, 0, 2.5 -> 2, bf16(0.3) = 0.30078125 -> 0, 100.5 -> 100, -101.5 ->
+//   -102.
 // Group 1, max 3: sc = 3 fl(1/127) exactly (2^-6 (1 + 2^-1 + 2^-7 + 2^-8 + 2^-14 + 2^-15 + 2^-21 + 2^-22)).
 //   3/sc = 127(1 + 2^-28) -> fl 127 -> q 127
 //   1/sc = 42.33333 -> fp16 42.34375 (spacing 2^-5) -> 42
@@ -153,14 +154,14 @@ TEST(RefDynamicQuant, AllZeroRow) {
 //   85*194 = 16490 -> 2.01294 -> 2.015625;  -64*194 -> -1.515625 (exact);  21*194 = 4074 -> 0.49731 -> 0.498046875;
 //   11*194 = 2134 -> 0.26050 -> 0.259765625.
 TEST(RefCommQuant, HandComputedGroups) {
-  std::vector<uint16_t> in = {floatToBf16(127.0f), floatToBf16(63.5f), floatToBf16(-1.0f), floatToBf16(0.0f),
+  std::vector<uint16_t> in = {floatToBf16(127.0f), floatToBf16(63.5f),    floatToBf16(-1.0f),  floatToBf16(0.0f),
                               floatToBf16(2.5f),   0x3E9A /*0.30078125*/, floatToBf16(100.5f), floatToBf16(-101.5f),
-                              floatToBf16(3.0f),   floatToBf16(1.0f),   floatToBf16(2.0f),   floatToBf16(-1.5f),
-                              floatToBf16(0.5f),   floatToBf16(0.25f),  floatToBf16(0.0f),   floatToBf16(0.0f)};
+                              floatToBf16(3.0f),   floatToBf16(1.0f),     floatToBf16(2.0f),   floatToBf16(-1.5f),
+                              floatToBf16(0.5f),   floatToBf16(0.25f),    floatToBf16(0.0f),   floatToBf16(0.0f)};
   std::vector<uint16_t> out(16);
   commQuantRoundTrip(in.data(), 16, out.data());
-  const float expect[16] = {127, 64, -1, 0, 2, 0, 100, -102,
-                            3.0f, 0.99609375f, 2.015625f, -1.515625f, 0.498046875f, 0.259765625f, 0, 0};
+  const float expect[16] = {127,        64,           -1,           0, 2, 0, 100, -102, 3.0f, 0.99609375f, 2.015625f,
+                            -1.515625f, 0.498046875f, 0.259765625f, 0, 0};
   for (int h = 0; h < 16; ++h) EXPECT_EQ(bf16ToFloat(out[static_cast<size_t>(h)]), expect[h]) << "h=" << h;
 }
 

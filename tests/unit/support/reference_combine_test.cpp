@@ -129,7 +129,8 @@ TEST(RefCombine, SharedExpertX) {
 TEST(RefCombine, MasksAndUnwrittenTokens) {
   Config cfg = smallConfig(2, 2, 1, 2);
   cfg.maskDims = 1;
-  DispatchInputs din = {{rankInput(2, bfRow({1, 1, 5, 5}), {0, 1}, {1, 0}), rankInput(2, bfRow({2, 2, 5, 5}), {1, 0}, {1, 0})}};
+  DispatchInputs din = {
+      {rankInput(2, bfRow({1, 1, 5, 5}), {0, 1}, {1, 0}), rankInput(2, bfRow({2, 2, 5, 5}), {1, 0}, {1, 0})}};
   Outs r;
   ASSERT_EQ(dispatch(cfg, din, &r.dout), std::nullopt);
   CombineInputs cin = identityCombineInputs(cfg, r.dout, W3{{{0.5f, 1.0f}, {0.25f, 1.0f}}});
@@ -207,7 +208,8 @@ TEST(RefCombine, CommQuant) {
 TEST(RefCombine, RmsNorm) {
   Config cfg = smallConfig(2, 2, 1, 64);
   cfg.Z = 1;
-  const DispatchInputs din = {{rankInput(1, std::vector<uint16_t>(64, 0), {2}), rankInput(1, std::vector<uint16_t>(64, 0), {2})}};
+  const DispatchInputs din = {
+      {rankInput(1, std::vector<uint16_t>(64, 0), {2}), rankInput(1, std::vector<uint16_t>(64, 0), {2})}};
   Outs r;
   ASSERT_EQ(dispatch(cfg, din, &r.dout), std::nullopt);
   EXPECT_EQ(r.dout[0][0].numOwnRows, 0);

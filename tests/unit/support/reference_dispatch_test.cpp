@@ -32,7 +32,8 @@ class DispatchL2 : public ::testing::Test {
  protected:
   void SetUp() override {
     cfg = smallConfig(2, 4, 2, 2);
-    in = {{rankInput(3, taggedRows(0, 3, 2), {3, 0, 1, 2, 0, 1}), rankInput(3, taggedRows(1, 3, 2), {2, 3, 0, 3, 1, 0})}};
+    in = {
+        {rankInput(3, taggedRows(0, 3, 2), {3, 0, 1, 2, 0, 1}), rankInput(3, taggedRows(1, 3, 2), {2, 3, 0, 3, 1, 0})}};
   }
   Config cfg;
   DispatchInputs in;
@@ -371,7 +372,8 @@ TEST(RefDispatch, SmoothScaleRowsWithSharedExpert) {
   cfg.sharedExpertNum = 1;
   cfg.sharedExpertRankNum = 1;
   cfg.quantMode = 2;
-  DispatchInputs in = {{rankInput(1, bfRow({1, 1}), {0}), rankInput(1, bfRow({1, 1}), {1}), rankInput(1, bfRow({1, 1}), {0})}};
+  DispatchInputs in = {
+      {rankInput(1, bfRow({1, 1}), {0}), rankInput(1, bfRow({1, 1}), {1}), rankInput(1, bfRow({1, 1}), {0})}};
   for (auto& r : in[0]) r.scales = {1, 0.5f, 2, 1, 1, 4};
   DispatchOutputs out;
   ASSERT_EQ(dispatch(cfg, in, &out), std::nullopt);

@@ -344,7 +344,8 @@ TEST(Scenario, GridRunsThroughTheReference) {
           bool active = true;
           if (cfg.maskDims == 1) active = d.mask[static_cast<size_t>(b)] != 0;
           if (cfg.maskDims == 2)
-            active = std::any_of(d.mask.begin() + b * cfg.K, d.mask.begin() + (b + 1) * cfg.K, [](uint8_t m) { return m != 0; });
+            active = std::any_of(d.mask.begin() + b * cfg.K, d.mask.begin() + (b + 1) * cfg.K,
+                                 [](uint8_t m) { return m != 0; });
           EXPECT_EQ(cout[g][p].written[static_cast<size_t>(b)], active ? 1 : 0);
         }
       }

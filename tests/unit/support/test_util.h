@@ -14,7 +14,9 @@
 
 namespace moedist::ref::test {
 
-inline uint16_t bf(float v) { return floatToBf16(v); }
+inline uint16_t bf(float v) {
+  return floatToBf16(v);
+}
 
 inline std::vector<uint16_t> bfRow(std::initializer_list<float> vals) {
   std::vector<uint16_t> r;
