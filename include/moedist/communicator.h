@@ -21,6 +21,9 @@ struct CommOptions {
   // Threads each rank's kernels may use. Zero: MOEDIST_KERNEL_THREADS, else 1 (ranks are threads already, so
   // one thread per rank is right whenever there are at least as many ranks as cores).
   int kernelThreads = 0;
+  // Kernel table: "cpu" (vectorized) or "ref" (the scalar reference, a baseline). Empty: MOEDIST_KERNELS, else "cpu".
+  // Both give identical bytes.
+  std::string kernels;
 };
 
 class Communicator {
@@ -39,6 +42,7 @@ class Communicator {
   const std::string& name() const;
   std::chrono::milliseconds timeout() const;
   int kernelThreads() const;
+  const char* kernels() const;  // the kernel table's name
 
   // The engine-side state of this rank (internal to moedist).
   struct Impl;

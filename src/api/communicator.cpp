@@ -10,6 +10,7 @@
 
 #include "api/impl.h"
 #include "comm/registry.h"
+#include "kernels/kernels.h"
 #include "util/env.h"
 
 namespace moedist {
@@ -48,6 +49,11 @@ Status Communicator::createInProcess(int worldSize, const CommOptions& options, 
                   fmt::format("createInProcess: kernelThreads is {}, expected 0..1024", options.kernelThreads));
   const auto timeout = options.timeout.count() > 0 ? options.timeout : util::envTimeout().value_or(kDefaultTimeout);
   const int threads = options.kernelThreads > 0 ? options.kernelThreads : util::envKernelThreads().value_or(1);
+  const kernels::KernelTable* table =
+      options.kernels.empty() ? &kernels::defaultKernels() : kernels::findKernels(options.kernels);
+  if (table == nullptr)
+    return Status(StatusCode::kInvalidValue,
+                  fmt::format("createInProcess: kernels is '{}', expected \"cpu\" or \"ref\"", options.kernels));
 
   NameRegistry& reg = registry();
   std::lock_guard<std::mutex> lock(reg.mu);
@@ -71,7 +77,7 @@ Status Communicator::createInProcess(int worldSize, const CommOptions& options, 
   auto& entry = reg.live[name];
   entry.clear();
   for (auto& engine : engines) {
-    auto impl = std::make_shared<Impl>(std::move(engine), timeout, threads);
+    auto impl = std::make_shared<Impl>(std::move(engine), timeout, threads, *table);
     entry.push_back(impl);
     ranks->emplace_back(std::move(impl));
   }
@@ -106,6 +112,10 @@ const std::string& Communicator::name() const {
 std::chrono::milliseconds Communicator::timeout() const {
   return impl_->ctx.timeout;
 }
+const char* Communicator::kernels() const {
+  return impl_->ctx.kernels->name;
+}
+
 int Communicator::kernelThreads() const {
   return impl_->ctx.pool.threads();
 }

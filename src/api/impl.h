@@ -7,8 +7,9 @@
 namespace moedist {
 
 struct Communicator::Impl {
-  Impl(std::unique_ptr<comm::Engine> engine, std::chrono::milliseconds timeout, int kernelThreads)
-      : ctx(std::move(engine), timeout, kernelThreads) {}
+  Impl(std::unique_ptr<comm::Engine> engine, std::chrono::milliseconds timeout, int kernelThreads,
+       const kernels::KernelTable& kernels)
+      : ctx(std::move(engine), timeout, kernelThreads, kernels) {}
   core::RankContext ctx;
 };
 

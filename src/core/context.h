@@ -13,8 +13,10 @@
 namespace moedist::core {
 
 struct RankContext {
-  RankContext(std::unique_ptr<comm::Engine> e, std::chrono::milliseconds t, int kernelThreads)
-      : engine(std::move(e)), timeout(t), pool(kernelThreads), kernels(&kernels::defaultKernels()) {}
+  // `kernelTable` is a table registered in kernels/registry.cpp (see kernels::findKernels()).
+  RankContext(std::unique_ptr<comm::Engine> e, std::chrono::milliseconds t, int kernelThreads,
+              const kernels::KernelTable& kernelTable)
+      : engine(std::move(e)), timeout(t), pool(kernelThreads), kernels(&kernelTable) {}
 
   comm::Clock::time_point deadline() const { return comm::Clock::now() + timeout; }
 

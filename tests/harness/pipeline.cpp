@@ -186,6 +186,7 @@ RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
   CommOptions commOptions;
   commOptions.timeout = options.timeout;
   commOptions.kernelThreads = options.kernelThreads;
+  commOptions.kernels = options.kernels;
   std::vector<std::vector<Communicator>> ep(static_cast<size_t>(G)), tp(static_cast<size_t>(W));
   for (auto& group : ep) {
     if (Status s = Communicator::createInProcess(W, commOptions, &group); !s.ok()) {

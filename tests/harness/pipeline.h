@@ -16,6 +16,7 @@ namespace moedist::testing {
 
 struct RunOptions {
   int kernelThreads = 1;
+  std::string kernels;  // CommOptions::kernels: "" (default), "cpu" or "ref"
   std::chrono::milliseconds timeout{120000};
   int layers = 1;                // dispatch -> FFN -> combine repeated on the same communicators, each one checked
   bool warmupDispatch = false;   // one extra dispatch of all ranks without elasticInfo first (the seed example)

@@ -28,6 +28,7 @@ struct RunFlags {
   int sharedExperts = 0, sharedExpertRanks = 0;
   int tp = 0, quantMode = 0, commQuantMode = 0, globalBs = 0, expertTokenNumsType = 1;
   bool smoothScales = false, fp16 = false, elastic = false, strided = false, noCheck = false, noSharedX = false;
+  bool noBaseline = false;
   std::string mask = "none";
   std::vector<int> removeRanks;
   int layers = 3, kernelThreads = 1, timeoutMs = 120000;
@@ -101,6 +102,7 @@ int run(const RunFlags& f) {
   fmt::print("moedist run\n  {}\n", sc.describe());
   fmt::print("  engine: in-process, {} ranks as threads, {} kernel thread(s) per rank, kernels {}\n",
              f.worldSize * groups, f.kernelThreads, kernels != nullptr ? kernels : "cpu");
+  if (!f.noBaseline) fmt::print("  baseline: the same run with the scalar reference kernels (\"ref\")\n");
   RunResult r;
   try {
     r = moedist::testing::runScenario(sc, o);
@@ -114,20 +116,33 @@ int run(const RunFlags& f) {
     fmt::print("\nresult: FAIL\n{}", r.summary());
     return 1;
   }
+  // The baseline, side by side in the same run: the same scenario with the scalar reference kernels.
+  RunResult base;
+  if (!f.noBaseline) {
+    RunOptions b = o;
+    b.kernels = "ref";
+    base = moedist::testing::runScenario(sc, b);
+    if (!base.ok()) {
+      fmt::print("\nresult: FAIL (baseline run with the reference kernels)\n{}", base.summary());
+      return 1;
+    }
+  }
   const int threads = f.worldSize * groups;
   const double copyGBs =
       moedist::tool::copyBandwidthGBs(std::max<double>(static_cast<double>(r.dispatchBytes), 64e6), threads);
-  auto line = [&](const char* name, double sec, int64_t bytes) {
+  auto line = [&](const char* name, double sec, double baseSec, int64_t bytes) {
     const double gbs = sec > 0 ? static_cast<double>(bytes) / sec / 1e9 : 0;
-    fmt::print("  {:<9} {:>9.3f} ms   {:>8.2f} MB moved   {:>6.2f} GB/s   {:.2f}x memcpy\n", name, sec * 1e3,
+    fmt::print("  {:<9} {:>9.3f} ms   {:>8.2f} MB moved   {:>6.2f} GB/s   {:.2f}x memcpy", name, sec * 1e3,
                static_cast<double>(bytes) / 1e6, gbs, gbs / copyGBs);
+    if (baseSec > 0) fmt::print("   ref kernels {:.3f} ms: {:.2f}x", baseSec * 1e3, baseSec / sec);
+    fmt::print("\n");
   };
   fmt::print("\nmatch: {}\n", o.check ? "every output of every rank is bit-identical to the reference model, and "
                                         "every byte the operators must not write is untouched"
                                       : "not checked (--no-check)");
   fmt::print("\ntime per call (slowest rank, best of {} layer(s)):\n", f.layers);
-  line("dispatch", r.dispatchSeconds, r.dispatchBytes);
-  line("combine", r.combineSeconds, r.combineBytes);
+  line("dispatch", r.dispatchSeconds, base.dispatchSeconds, r.dispatchBytes);
+  line("combine", r.combineSeconds, base.combineSeconds, r.combineBytes);
   fmt::print("  memcpy bandwidth measured in this run with {} threads: {:.2f} GB/s\n", threads, copyGBs);
   fmt::print("\nresult: PASS\n");
   return 0;
@@ -178,6 +193,7 @@ int main(int argc, char** argv) {
   runCmd->add_option("--timeout-ms", f.timeoutMs, "deadline of every cross-rank wait")->capture_default_str();
   runCmd->add_option("--seed", f.seed, "input data seed")->capture_default_str();
   runCmd->add_flag("--no-check", f.noCheck, "skip the comparison with the reference model");
+  runCmd->add_flag("--no-baseline", f.noBaseline, "skip the baseline run with the scalar reference kernels");
   CLI11_PARSE(app, argc, argv);
   if (runCmd->parsed()) return run(f);
   return 0;
