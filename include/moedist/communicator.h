@@ -26,6 +26,8 @@ struct CommOptions {
   std::string kernels;
 };
 
+// A handle is cheap to copy (copies share the rank). One thread at a time may call operators with a given rank's
+// handle; different ranks' handles are used from different threads at once, which is the point.
 class Communicator {
  public:
   // Creates a communicator of `worldSize` ranks that are threads of this process, and returns one handle per

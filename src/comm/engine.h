@@ -55,7 +55,8 @@ class Engine {
   virtual std::span<const std::byte> peerHeader(int peer) const = 0;
   virtual const std::byte* peerRegion(int peer, int region) const = 0;
   virtual size_t peerRegionBytes(int peer, int region) const = 0;
-  // Copies `bytes` bytes at `offset` of a participant's region into dst.
+  // Copies `bytes` bytes at `offset` of a participant's region into dst. Core calls it from the calling thread
+  // only (never from kernel worker threads), so engines need no thread safety here.
   virtual Status read(int peer, int region, size_t offset, void* dst, size_t bytes) = 0;
 
   // Waits until every participant has closed the call. Always call it after a successful open(), also when the
