@@ -33,11 +33,12 @@ Status failTogether(Op op, RankContext& ep, RankContext* tp, bool tpFirst, const
                     const Status& error);
 
 // Bytes [offset, offset + bytes) of a peer's region: a pointer into the peer's memory when the engine maps it,
-// else a copy made with read() into `buffer` (which must hold `bytes`).
+// else a copy made with read() into `buffer` (which must hold `bytes`). A failed read is recorded in *status (an
+// earlier error is never overwritten by a later success).
 inline const std::byte* peerBytes(comm::Engine& engine, int peer, int region, size_t offset, size_t bytes,
                                   std::byte* buffer, Status* status) {
   if (const std::byte* base = engine.peerRegion(peer, region)) return base + offset;
-  *status = engine.read(peer, region, offset, buffer, bytes);
+  if (Status s = engine.read(peer, region, offset, buffer, bytes); !s.ok()) *status = std::move(s);
   return buffer;
 }
 

@@ -365,12 +365,15 @@ Status combineWorkspaceBytes(const CombineCall& call, size_t* bytes) {
 Status combine(RankContext& ep, RankContext* tp, const CombineCall& call, std::span<std::byte> workspace) {
   const CombineArgs& a = *call.args;
   Geometry geo;
+  Ledger ledger;
+  CombineBookings bk;
+  Workspace ws;
   Status checked = validateCombine(call, &geo);
   if (checked.ok()) checked = checkCommunicators(call.op, geo, ep, tp);
-  Ledger ledger;
-  const CombineBookings bk = bookCombine(a, geo, &ledger);
-  Workspace ws;
-  if (checked.ok()) checked = bindWorkspace(call.op, ep, ledger, workspace, &ws);
+  if (checked.ok()) {
+    bk = bookCombine(a, geo, &ledger);  // only valid arguments are booked: their sizes are bounded
+    checked = bindWorkspace(call.op, ep, ledger, workspace, &ws);
+  }
   if (!checked.ok()) return failTogether(call.op, ep, tp, /*tpFirst=*/true, a.elasticInfo, checked);
   Inputs in;
   in.expandX = denseInput(a.expandX, ws.get(bk.expandX));

@@ -118,7 +118,7 @@ class DispatchRun {
 
     Status status;
     auto work = [&](int64_t begin, int64_t end) {
-      std::vector<std::byte> rowBuf(mapped ? 0 : xRowBytes);
+      std::vector<std::byte> rowBuf(mapped || !quant ? 0 : xRowBytes);
       std::vector<std::byte> scaleBuf(mapped || !quant ? 0 : static_cast<size_t>(H) * sizeof(float));
       for (int64_t row = begin; row < end; ++row) {
         const RowSource& src = rows_[static_cast<size_t>(row)];
@@ -128,12 +128,16 @@ class DispatchRun {
             &ref,
             peerBytes(engine_, src.peer, kRegionEntries, src.entry * sizeof(SlotRef), sizeof(SlotRef), refBuf, &status),
             sizeof(SlotRef));
-        const std::byte* x =
-            peerBytes(engine_, src.peer, kRegionX, ref.t * xRowBytes, xRowBytes, rowBuf.data(), &status);
         std::byte* dst = out + row * outRowBytes;
-        if (!quant) {
-          std::memcpy(dst, x, xRowBytes);
+        const size_t xOffset = static_cast<size_t>(ref.t) * xRowBytes;
+        if (!quant) {  // the row's one copy: from the source's x into expandX, mapped or read
+          if (const std::byte* base = engine_.peerRegion(src.peer, kRegionX)) {
+            std::memcpy(dst, base + xOffset, xRowBytes);
+          } else {
+            if (Status s = engine_.read(src.peer, kRegionX, xOffset, dst, xRowBytes); !s.ok()) status = std::move(s);
+          }
         } else {
+          const std::byte* x = peerBytes(engine_, src.peer, kRegionX, xOffset, xRowBytes, rowBuf.data(), &status);
           const float* smooth = nullptr;
           if (engine_.peerRegionBytes(src.peer, kRegionScales) > 0) {
             const int64_t scaleRow = ref.k >= K ? ref.k - K : moeBase + src.localExpert;
@@ -253,11 +257,14 @@ Status dispatch(RankContext& ep, RankContext* tp, const DispatchCall& call, std:
   const DispatchArgs& a = *call.args;
   Geometry geo;
   Ledger ledger;
-  const DispatchBookings bk = bookDispatch(a, &ledger);
+  DispatchBookings bk;
   Workspace ws;
   Status checked = validateDispatch(call, &geo);
   if (checked.ok()) checked = checkCommunicators(call.op, geo, ep, tp);
-  if (checked.ok()) checked = bindWorkspace(call.op, ep, ledger, workspace, &ws);
+  if (checked.ok()) {
+    bk = bookDispatch(a, &ledger);  // only valid arguments are booked: their sizes are bounded
+    checked = bindWorkspace(call.op, ep, ledger, workspace, &ws);
+  }
   if (!checked.ok()) return failTogether(call.op, ep, tp, /*tpFirst=*/false, a.elasticInfo, checked);
   const auto x = denseInput(a.x, ws.get(bk.x));
   const auto ids = denseAs<int32_t>(a.expertIds, ws.get(bk.ids));
