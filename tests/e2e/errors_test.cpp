@@ -270,12 +270,12 @@ TEST(DataErrors, ReceiverWithoutRoomFailsEveryRank) {
 
 TEST(Deadlines, RankThatNeverArrivesIsNamed) {
   RunOptions o;
-  o.timeout = std::chrono::milliseconds(300);
+  o.timeout = std::chrono::milliseconds(1000);  // generous: the other calls must still meet under sanitizers
   o.skipDispatch = [](int, int epRank) { return epRank == 3; };
   const auto t0 = std::chrono::steady_clock::now();
   const RunResult r = runScenario(small(), o);
   const auto elapsed = std::chrono::steady_clock::now() - t0;
-  EXPECT_LT(elapsed, std::chrono::seconds(5));
+  EXPECT_LT(elapsed, std::chrono::seconds(10));
   for (const RankResult& rank : r.ranks) {
     if (rank.epRank == 3) continue;
     EXPECT_EQ(rank.dispatchStatus.code(), StatusCode::kTimeout) << rank.dispatchStatus.toString();
@@ -287,7 +287,7 @@ TEST(Deadlines, RankThatNeverArrivesIsNamed) {
 
 TEST(Deadlines, CombineRankThatNeverArrivesIsNamed) {
   RunOptions o;
-  o.timeout = std::chrono::milliseconds(300);
+  o.timeout = std::chrono::milliseconds(1000);  // generous: the other calls must still meet under sanitizers
   o.skipCombine = [](int, int epRank) { return epRank == 0; };
   const RunResult r = runScenario(small(), o);
   for (const RankResult& rank : r.ranks) {
