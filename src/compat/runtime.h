@@ -7,10 +7,13 @@
 // moedist Communicators, found by the group name the operators receive.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "acl/acl.h"
+#include "aclnn/aclnn_base.h"
 #include "moedist/communicator.h"
 #include "moedist/status.h"
 #include "moedist/tensor.h"
@@ -21,6 +24,9 @@ struct aclTensor {
   moedist::TensorView view;
   aclDataType dataType = ACL_DT_UNDEFINED;
   aclFormat format = ACL_FORMAT_ND;
+  // Added with the runtime: the arguments of aclCreateTensor that the view does not keep.
+  std::vector<int64_t> storageShape;  // storageDims as given
+  int64_t offset = 0;                 // the element offset (already folded into view.data())
 };
 
 namespace moedist::compat {
@@ -38,5 +44,29 @@ aclError enqueue(aclrtStream stream, std::function<Status()> work);
 
 // The communicator rank `rank` of the HCCL communicator called `group`.
 Status findCommunicator(const char* group, int64_t rank, Communicator* out);
+
+// Added with the runtime:
+
+// The ACL runtime code aclrtSynchronizeStream returns for work that failed with `s` (ACL_SUCCESS for ok):
+// kNullArgument, kInvalidArgument, kInvalidValue -> ACL_ERROR_RT_PARAM_INVALID, kTimeout -> ACL_ERROR_RT_TASK_TIMEOUT,
+// kInternal (and anything else) -> ACL_ERROR_RT_INTERNAL_ERROR.
+aclError toAclError(const Status& s);
+
+// True when `t` was returned by aclCreateTensor and not destroyed yet (so a stale or foreign pointer is an error,
+// not a crash).
+bool isLiveTensor(const aclTensor* t);
+
+// "ACL_BF16", "ACL_FLOAT", ... ("an unknown aclDataType" for values without a name), for messages.
+const char* dataTypeName(aclDataType t);
+
+// True for the data types that have a moedist DType (BF16, FLOAT16, FLOAT, INT8, INT32, INT64, BOOL). A tensor of
+// any other type has a view whose dtype matches none of DType's enumerators, so every dtype check rejects it.
+bool hasMoedistDType(aclDataType t);
+
+// The calling thread's current device (its rank), or -1 when no device or context is bound.
+int currentDevice();
+
+// Device ids are 0 .. kMaxDevices - 1 (as many as the ranks of two EP groups of CANN's largest epWorldSize).
+inline constexpr int kMaxDevices = 1536;
 
 }  // namespace moedist::compat

@@ -84,21 +84,45 @@ TEST(AclnnArgs, DispatchV3InvalidFields) {
       {"groupTp null", [](P&, D& a) { a.groupTp = nullptr; }, kNull, ": groupTp:"},
       {"groupTp too long", [](P&, D& a) { a.groupTp = kLongName.c_str(); }, kNull, ": groupTp:"},
       // framework dtype / format, memory safety (161002)
-      {"x fp32", [](P& p, D& a) { a.x = p.make({kBs, kH}, ACL_FLOAT); }, kInvalid, ": x: expected dtype"},
-      {"x double", [](P& p, D& a) { a.x = p.make({kBs, kH}, ACL_DOUBLE); }, kInvalid, "ACL_DOUBLE"},
-      {"x FRACTAL_NZ", [](P& p, D& a) { a.x = p.make({kBs, kH}, ACL_BF16, ACL_FORMAT_FRACTAL_NZ); }, kInvalid,
-       ": x: expected format"},
-      {"x NC1HWC0", [](P& p, D& a) { a.x = p.make({kBs, kH}, ACL_BF16, ACL_FORMAT_NC1HWC0); }, kInvalid,
-       "aclFormat 3"},
+      {"x fp32",
+       [](P& p, D& a) {
+         a.x = p.make({kBs, kH}, ACL_FLOAT);
+       },
+       kInvalid, ": x: expected dtype"},
+      {"x double",
+       [](P& p, D& a) {
+         a.x = p.make({kBs, kH}, ACL_DOUBLE);
+       },
+       kInvalid, "ACL_DOUBLE"},
+      {"x FRACTAL_NZ",
+       [](P& p, D& a) {
+         a.x = p.make({kBs, kH}, ACL_BF16, ACL_FORMAT_FRACTAL_NZ);
+       },
+       kInvalid, ": x: expected format"},
+      {"x NC1HWC0",
+       [](P& p, D& a) {
+         a.x = p.make({kBs, kH}, ACL_BF16, ACL_FORMAT_NC1HWC0);
+       },
+       kInvalid, "aclFormat 3"},
       {"x stale", [](P& p, D& a) { a.x = p.stale(); }, kInvalid, ": x:"},
-      {"expertIds int64", [](P& p, D& a) { a.expertIds = p.make({kBs, kK}, ACL_INT64); }, kInvalid, ": expertIds:"},
-      {"xActiveMask int32", [](P& p, D& a) { a.xActiveMask = p.make({kBs}, ACL_INT32); }, kInvalid,
-       ": xActiveMask:"},
-      {"expertScales bf16", [](P& p, D& a) { a.expertScales = p.make({kBs, kK}, ACL_BF16); }, kInvalid,
-       ": expertScales:"},
+      {"expertIds int64",
+       [](P& p, D& a) {
+         a.expertIds = p.make({kBs, kK}, ACL_INT64);
+       },
+       kInvalid, ": expertIds:"},
+      {"xActiveMask int32", [](P& p, D& a) { a.xActiveMask = p.make({kBs}, ACL_INT32); }, kInvalid, ": xActiveMask:"},
+      {"expertScales bf16",
+       [](P& p, D& a) {
+         a.expertScales = p.make({kBs, kK}, ACL_BF16);
+       },
+       kInvalid, ": expertScales:"},
       {"elasticInfo int64", [](P& p, D& a) { a.elasticInfo = p.make({4 + 2 * kW}, ACL_INT64); }, kInvalid,
        ": elasticInfo:"},
-      {"expandX int32", [](P& p, D& a) { a.expandX = p.make({kA, kH}, ACL_INT32); }, kInvalid, ": expandX:"},
+      {"expandX int32",
+       [](P& p, D& a) {
+         a.expandX = p.make({kA, kH}, ACL_INT32);
+       },
+       kInvalid, ": expandX:"},
       {"dynamicScales bf16", [](P& p, D& a) { a.dynamicScales = p.make({kA}, ACL_BF16); }, kInvalid,
        ": dynamicScales:"},
       {"assistInfo fp32", [](P& p, D& a) { a.assistInfoForCombine = p.make({kA * 128}, ACL_FLOAT); }, kInvalid,
@@ -107,13 +131,13 @@ TEST(AclnnArgs, DispatchV3InvalidFields) {
        ": expertTokenNums:"},
       {"expertTokenNums uint64", [](P& p, D& a) { a.expertTokenNums = p.make({1}, ACL_UINT64); }, kInvalid,
        "ACL_UINT64"},
-      {"epRecvCounts int64", [](P& p, D& a) { a.epRecvCounts = p.make({kW}, ACL_INT64); }, kInvalid,
-       ": epRecvCounts:"},
-      {"tpRecvCounts int64", [](P& p, D& a) { a.tpRecvCounts = p.make({1}, ACL_INT64); }, kInvalid,
-       ": tpRecvCounts:"},
-      {"expandScales int32", [](P& p, D& a) { a.expandScales = p.make({kA}, ACL_INT32); }, kInvalid,
-       ": expandScales:"},
-      {"expandX not dense", [](P& p, D& a) { a.expandX = p.strided({kA, kH}, {2 * kH, 1}, 2 * kA * kH, ACL_BF16); },
+      {"epRecvCounts int64", [](P& p, D& a) { a.epRecvCounts = p.make({kW}, ACL_INT64); }, kInvalid, ": epRecvCounts:"},
+      {"tpRecvCounts int64", [](P& p, D& a) { a.tpRecvCounts = p.make({1}, ACL_INT64); }, kInvalid, ": tpRecvCounts:"},
+      {"expandScales int32", [](P& p, D& a) { a.expandScales = p.make({kA}, ACL_INT32); }, kInvalid, ": expandScales:"},
+      {"expandX not dense",
+       [](P& p, D& a) {
+         a.expandX = p.strided({kA, kH}, {2 * kH, 1}, 2 * kA * kH, ACL_BF16);
+       },
        kInvalid, ": expandX: expected a dense"},
       {"groupTp equal to groupEp", [](P&, D& a) { a.groupTp = a.groupEp; }, kInvalid, ": groupTp:"},
       // tiling (561002)
@@ -136,11 +160,22 @@ TEST(AclnnArgs, DispatchV3InvalidFields) {
       {"zeroExpertNum -1", [](P&, D& a) { a.zeroExpertNum = -1; }, kTiling, ": zeroExpertNum:"},
       {"constExpertNum -3", [](P&, D& a) { a.constExpertNum = -3; }, kTiling, ": constExpertNum:"},
       {"commAlg unknown", [](P&, D& a) { a.commAlg = "fullmesh_v3"; }, kTiling, ": commAlg:"},
-      {"scales with quantMode 0", [](P& p, D& a) { a.scales = p.make({kM, kH}, ACL_FLOAT); }, kTiling, ": scales:"},
-      {"x 3-D", [](P& p, D& a) { a.x = p.make({kBs, 1, kH}, ACL_BF16); }, kTiling, ": x:"},
+      {"scales with quantMode 0",
+       [](P& p, D& a) {
+         a.scales = p.make({kM, kH}, ACL_FLOAT);
+       },
+       kTiling, ": scales:"},
+      {"x 3-D",
+       [](P& p, D& a) {
+         a.x = p.make({kBs, 1, kH}, ACL_BF16);
+       },
+       kTiling, ": x:"},
       {"expertIds 1-D", [](P& p, D& a) { a.expertIds = p.make({kBs * kK}, ACL_INT32); }, kTiling, ": expertIds:"},
-      {"xActiveMask 3-D", [](P& p, D& a) { a.xActiveMask = p.make({kBs, kK, 1}, ACL_BOOL); }, kTiling,
-       ": xActiveMask:"},
+      {"xActiveMask 3-D",
+       [](P& p, D& a) {
+         a.xActiveMask = p.make({kBs, kK, 1}, ACL_BOOL);
+       },
+       kTiling, ": xActiveMask:"},
       {"expandX 1-D", [](P& p, D& a) { a.expandX = p.make({kA * kH}, ACL_BF16); }, kTiling, ": expandX:"},
       {"expandX bf16 with quantMode 2", [](P&, D& a) { a.quantMode = 2; }, kTiling, ": expandX:"},
       {"sharedExpertRankNum without shared experts", [](P&, D& a) { a.sharedExpertRankNum = 2; }, kTiling,
@@ -162,10 +197,21 @@ TEST(AclnnArgs, DispatchV3InvalidFields) {
          a.xActiveMask = p.make({kBs}, ACL_BOOL);
        },
        kTiling, ": xActiveMask:"},
-      {"H 1000", [](P& p, D& a) { a.x = p.make({kBs, 1000}, ACL_BF16); }, kTiling, ": x.dim1 (H):"},
-      {"expertIds rows", [](P& p, D& a) { a.expertIds = p.make({kBs - 1, kK}, ACL_INT32); }, kTiling,
-       ": expertIds.dim0:"},
-      {"K 17", [](P& p, D& a) { a.expertIds = p.make({kBs, 17}, ACL_INT32); }, kTiling, ": expertIds.dim1 (K):"},
+      {"H 1000",
+       [](P& p, D& a) {
+         a.x = p.make({kBs, 1000}, ACL_BF16);
+       },
+       kTiling, ": x.dim1 (H):"},
+      {"expertIds rows",
+       [](P& p, D& a) {
+         a.expertIds = p.make({kBs - 1, kK}, ACL_INT32);
+       },
+       kTiling, ": expertIds.dim0:"},
+      {"K 17",
+       [](P& p, D& a) {
+         a.expertIds = p.make({kBs, 17}, ACL_INT32);
+       },
+       kTiling, ": expertIds.dim1 (K):"},
       {"K above all experts",
        [](P& p, D& a) {
          a.zeroExpertNum = a.copyExpertNum = a.constExpertNum = 0;
@@ -181,8 +227,16 @@ TEST(AclnnArgs, DispatchV3InvalidFields) {
        kTiling, ": scales.dim0:"},
       {"elasticInfo length", [](P& p, D& a) { a.elasticInfo = p.make({3 + 2 * kW}, ACL_INT32); }, kTiling,
        ": elasticInfo.dim0:"},
-      {"expandX rows", [](P& p, D& a) { a.expandX = p.make({kA - 1, kH}, ACL_BF16); }, kTiling, ": expandX.dim0:"},
-      {"expandX H", [](P& p, D& a) { a.expandX = p.make({kA, 1024}, ACL_BF16); }, kTiling, ": expandX.dim1:"},
+      {"expandX rows",
+       [](P& p, D& a) {
+         a.expandX = p.make({kA - 1, kH}, ACL_BF16);
+       },
+       kTiling, ": expandX.dim0:"},
+      {"expandX H",
+       [](P& p, D& a) {
+         a.expandX = p.make({kA, 1024}, ACL_BF16);
+       },
+       kTiling, ": expandX.dim1:"},
       {"assistInfo short", [](P& p, D& a) { a.assistInfoForCombine = p.make({3 * kA - 1}, ACL_INT32); }, kTiling,
        ": assistInfoForCombine.dim0:"},
       {"expertTokenNums length", [](P& p, D& a) { a.expertTokenNums = p.make({2}, ACL_INT64); }, kTiling,
@@ -207,14 +261,20 @@ TEST(AclnnArgs, DispatchV3ValidEdgeCases) {
          a.tpRecvCounts = p.make({0}, ACL_INT32);
        }},
       {"elasticInfo", [](P& p, D& a) { a.elasticInfo = p.make({4 + 2 * kW}, ACL_INT32); }},
-      {"2-D mask", [](P& p, D& a) { a.xActiveMask = p.make({kBs, kK}, ACL_BOOL); }},
+      {"2-D mask",
+       [](P& p, D& a) {
+         a.xActiveMask = p.make({kBs, kK}, ACL_BOOL);
+       }},
       {"quantMode 2 with scales",
        [](P& p, D& a) {
          a.quantMode = 2;
          a.expandX = p.make({kA, kH}, ACL_INT8);
          a.scales = p.make({kM, kH}, ACL_FLOAT);
        }},
-      {"NCHW format is plain row-major", [](P& p, D& a) { a.x = p.make({kBs, kH}, ACL_BF16, ACL_FORMAT_NCHW); }},
+      {"NCHW format is plain row-major",
+       [](P& p, D& a) {
+         a.x = p.make({kBs, kH}, ACL_BF16, ACL_FORMAT_NCHW);
+       }},
       {"expertScales absent", [](P&, D& a) { a.expertScales = nullptr; }},
   };
   for (const auto& [name, mutate] : cases) {
@@ -272,37 +332,76 @@ TEST(AclnnArgs, CombineAddRmsNormV2InvalidFields) {
       {"groupEp too long", [](P&, C& a) { a.groupEp = kLongName.c_str(); }, kInvalid, ": groupEp:"},
       {"groupTp too long", [](P&, C& a) { a.groupTp = kLongName.c_str(); }, kInvalid, ": groupTp:"},
       // framework dtype / format, memory safety (161002)
-      {"expandX fp16", [](P& p, C& a) { a.expandX = p.make({kA, kH}, ACL_FLOAT16); }, kInvalid, ": expandX:"},
-      {"expandX NZ", [](P& p, C& a) { a.expandX = p.make({kA, kH}, ACL_BF16, ACL_FORMAT_FRACTAL_NZ); }, kInvalid,
-       ": expandX: expected format"},
-      {"expertIds int64", [](P& p, C& a) { a.expertIds = p.make({kBs, kK}, ACL_INT64); }, kInvalid, ": expertIds:"},
+      {"expandX fp16",
+       [](P& p, C& a) {
+         a.expandX = p.make({kA, kH}, ACL_FLOAT16);
+       },
+       kInvalid, ": expandX:"},
+      {"expandX NZ",
+       [](P& p, C& a) {
+         a.expandX = p.make({kA, kH}, ACL_BF16, ACL_FORMAT_FRACTAL_NZ);
+       },
+       kInvalid, ": expandX: expected format"},
+      {"expertIds int64",
+       [](P& p, C& a) {
+         a.expertIds = p.make({kBs, kK}, ACL_INT64);
+       },
+       kInvalid, ": expertIds:"},
       {"assistInfo int64", [](P& p, C& a) { a.assistInfoForCombine = p.make({kA * 128}, ACL_INT64); }, kInvalid,
        ": assistInfoForCombine:"},
-      {"epSendCounts fp32", [](P& p, C& a) { a.epSendCounts = p.make({kW}, ACL_FLOAT); }, kInvalid,
-       ": epSendCounts:"},
-      {"expertScales bf16", [](P& p, C& a) { a.expertScales = p.make({kBs, kK}, ACL_BF16); }, kInvalid,
-       ": expertScales:"},
-      {"residualX fp32", [](P& p, C& a) { a.residualX = p.make({kBs, 1, kH}, ACL_FLOAT); }, kInvalid,
-       ": residualX:"},
+      {"epSendCounts fp32", [](P& p, C& a) { a.epSendCounts = p.make({kW}, ACL_FLOAT); }, kInvalid, ": epSendCounts:"},
+      {"expertScales bf16",
+       [](P& p, C& a) {
+         a.expertScales = p.make({kBs, kK}, ACL_BF16);
+       },
+       kInvalid, ": expertScales:"},
+      {"residualX fp32",
+       [](P& p, C& a) {
+         a.residualX = p.make({kBs, 1, kH}, ACL_FLOAT);
+       },
+       kInvalid, ": residualX:"},
       {"gamma fp16", [](P& p, C& a) { a.gamma = p.make({kH}, ACL_FLOAT16); }, kInvalid, ": gamma:"},
-      {"tpSendCounts int64", [](P& p, C& a) { a.tpSendCounts = p.make({1}, ACL_INT64); }, kInvalid,
-       ": tpSendCounts:"},
-      {"xActiveMask int32", [](P& p, C& a) { a.xActiveMask = p.make({kBs}, ACL_INT32); }, kInvalid,
-       ": xActiveMask:"},
-      {"sharedExpertX fp16", [](P& p, C& a) { a.sharedExpertX = p.make({kBs, 1, kH}, ACL_FLOAT16); }, kInvalid,
-       ": sharedExpertX:"},
+      {"tpSendCounts int64", [](P& p, C& a) { a.tpSendCounts = p.make({1}, ACL_INT64); }, kInvalid, ": tpSendCounts:"},
+      {"xActiveMask int32", [](P& p, C& a) { a.xActiveMask = p.make({kBs}, ACL_INT32); }, kInvalid, ": xActiveMask:"},
+      {"sharedExpertX fp16",
+       [](P& p, C& a) {
+         a.sharedExpertX = p.make({kBs, 1, kH}, ACL_FLOAT16);
+       },
+       kInvalid, ": sharedExpertX:"},
       {"elasticInfo fp32", [](P& p, C& a) { a.elasticInfo = p.make({4 + 2 * kW}, ACL_FLOAT); }, kInvalid,
        ": elasticInfo:"},
-      {"oriX fp32", [](P& p, C& a) { a.oriX = p.make({kBs, kH}, ACL_FLOAT); }, kInvalid, ": oriX:"},
+      {"oriX fp32",
+       [](P& p, C& a) {
+         a.oriX = p.make({kBs, kH}, ACL_FLOAT);
+       },
+       kInvalid, ": oriX:"},
       {"constExpertAlpha1 fp32", [](P& p, C& a) { a.constExpertAlpha1 = p.make({kQ}, ACL_FLOAT); }, kInvalid,
        ": constExpertAlpha1:"},
-      {"constExpertV fp16", [](P& p, C& a) { a.constExpertV = p.make({kQ, kH}, ACL_FLOAT16); }, kInvalid,
-       ": constExpertV:"},
-      {"yOut fp32", [](P& p, C& a) { a.yOut = p.make({kBs, 1, kH}, ACL_FLOAT); }, kInvalid, ": yOut:"},
-      {"rstdOut bf16", [](P& p, C& a) { a.rstdOut = p.make({kBs, 1, 1}, ACL_BF16); }, kInvalid, ": rstdOut:"},
-      {"xOut fp16", [](P& p, C& a) { a.xOut = p.make({kBs, 1, kH}, ACL_FLOAT16); }, kInvalid, ": xOut:"},
+      {"constExpertV fp16",
+       [](P& p, C& a) {
+         a.constExpertV = p.make({kQ, kH}, ACL_FLOAT16);
+       },
+       kInvalid, ": constExpertV:"},
+      {"yOut fp32",
+       [](P& p, C& a) {
+         a.yOut = p.make({kBs, 1, kH}, ACL_FLOAT);
+       },
+       kInvalid, ": yOut:"},
+      {"rstdOut bf16",
+       [](P& p, C& a) {
+         a.rstdOut = p.make({kBs, 1, 1}, ACL_BF16);
+       },
+       kInvalid, ": rstdOut:"},
+      {"xOut fp16",
+       [](P& p, C& a) {
+         a.xOut = p.make({kBs, 1, kH}, ACL_FLOAT16);
+       },
+       kInvalid, ": xOut:"},
       {"gamma int16", [](P& p, C& a) { a.gamma = p.make({kH}, ACL_INT16); }, kInvalid, "ACL_INT16"},
-      {"yOut not dense", [](P& p, C& a) { a.yOut = p.strided({kBs, 1, kH}, {2 * kH, kH, 1}, 2 * kBs * kH, ACL_BF16); },
+      {"yOut not dense",
+       [](P& p, C& a) {
+         a.yOut = p.strided({kBs, 1, kH}, {2 * kH, kH, 1}, 2 * kBs * kH, ACL_BF16);
+       },
        kInvalid, ": yOut: expected a dense"},
       {"expertScales stale", [](P& p, C& a) { a.expertScales = p.stale(); }, kInvalid, ": expertScales:"},
       {"groupTp equal to groupEp", [](P&, C& a) { a.groupTp = a.groupEp; }, kInvalid, ": groupTp:"},
@@ -321,10 +420,22 @@ TEST(AclnnArgs, CombineAddRmsNormV2InvalidFields) {
       {"sharedExpertRankNum W", [](P&, C& a) { a.sharedExpertRankNum = kW; }, kTiling, ": sharedExpertRankNum:"},
       {"moeExpertNum 0", [](P&, C& a) { a.moeExpertNum = 0; }, kTiling, ": moeExpertNum:"},
       {"commQuantMode 1", [](P&, C& a) { a.commQuantMode = 1; }, kTiling, ": commQuantMode:"},
-      {"expandX 3-D", [](P& p, C& a) { a.expandX = p.make({kA, 1, kH}, ACL_BF16); }, kTiling, ": expandX:"},
+      {"expandX 3-D",
+       [](P& p, C& a) {
+         a.expandX = p.make({kA, 1, kH}, ACL_BF16);
+       },
+       kTiling, ": expandX:"},
       {"expertIds 1-D", [](P& p, C& a) { a.expertIds = p.make({kBs * kK}, ACL_INT32); }, kTiling, ": expertIds:"},
-      {"residualX 2-D", [](P& p, C& a) { a.residualX = p.make({kBs, kH}, ACL_BF16); }, kTiling, ": residualX:"},
-      {"gamma 2-D", [](P& p, C& a) { a.gamma = p.make({1, kH}, ACL_BF16); }, kTiling, ": gamma:"},
+      {"residualX 2-D",
+       [](P& p, C& a) {
+         a.residualX = p.make({kBs, kH}, ACL_BF16);
+       },
+       kTiling, ": residualX:"},
+      {"gamma 2-D",
+       [](P& p, C& a) {
+         a.gamma = p.make({1, kH}, ACL_BF16);
+       },
+       kTiling, ": gamma:"},
       {"tpSendCounts null", [](P&, C& a) { a.tpSendCounts = nullptr; }, kTiling, ": tpSendCounts:"},
       {"activationScale given", [](P& p, C& a) { a.activationScale = p.make({kA}, ACL_FLOAT); }, kTiling,
        ": activationScale:"},
@@ -336,9 +447,21 @@ TEST(AclnnArgs, CombineAddRmsNormV2InvalidFields) {
          a.sharedExpertRankNum = 1;
        },
        kTiling, ": sharedExpertX:"},
-      {"yOut 2-D", [](P& p, C& a) { a.yOut = p.make({kBs, kH}, ACL_BF16); }, kTiling, ": yOut:"},
-      {"rstdOut 2-D", [](P& p, C& a) { a.rstdOut = p.make({kBs, 1}, ACL_FLOAT); }, kTiling, ": rstdOut:"},
-      {"xOut 2-D", [](P& p, C& a) { a.xOut = p.make({kBs, kH}, ACL_BF16); }, kTiling, ": xOut:"},
+      {"yOut 2-D",
+       [](P& p, C& a) {
+         a.yOut = p.make({kBs, kH}, ACL_BF16);
+       },
+       kTiling, ": yOut:"},
+      {"rstdOut 2-D",
+       [](P& p, C& a) {
+         a.rstdOut = p.make({kBs, 1}, ACL_FLOAT);
+       },
+       kTiling, ": rstdOut:"},
+      {"xOut 2-D",
+       [](P& p, C& a) {
+         a.xOut = p.make({kBs, kH}, ACL_BF16);
+       },
+       kTiling, ": xOut:"},
       {"moeExpertNum not a multiple of W", [](P&, C& a) { a.moeExpertNum = 12; }, kTiling, ": moeExpertNum:"},
       {"Bs 0",
        [](P& p, C& a) {
@@ -350,10 +473,18 @@ TEST(AclnnArgs, CombineAddRmsNormV2InvalidFields) {
       {"copy experts without oriX", [](P&, C& a) { a.oriX = nullptr; }, kTiling, ": oriX:"},
       {"const experts without alpha1", [](P&, C& a) { a.constExpertAlpha1 = nullptr; }, kTiling,
        ": constExpertAlpha1:"},
-      {"K 17", [](P& p, C& a) { a.expertIds = p.make({kBs, 17}, ACL_INT32); }, kTiling, ": expertIds.dim1 (K):"},
+      {"K 17",
+       [](P& p, C& a) {
+         a.expertIds = p.make({kBs, 17}, ACL_INT32);
+       },
+       kTiling, ": expertIds.dim1 (K):"},
       {"elasticInfo length", [](P& p, C& a) { a.elasticInfo = p.make({3 + 2 * kW}, ACL_INT32); }, kTiling,
        ": elasticInfo.dim0:"},
-      {"H 1000", [](P& p, C& a) { a.expandX = p.make({kA, 1000}, ACL_BF16); }, kTiling, ": expandX.dim1 (H):"},
+      {"H 1000",
+       [](P& p, C& a) {
+         a.expandX = p.make({kA, 1000}, ACL_BF16);
+       },
+       kTiling, ": expandX.dim1 (H):"},
       {"assistInfo short", [](P& p, C& a) { a.assistInfoForCombine = p.make({128 * kA - 1}, ACL_INT32); }, kTiling,
        ": assistInfoForCombine.dim0:"},
       {"epSendCounts short", [](P& p, C& a) { a.epSendCounts = p.make({kW - 1}, ACL_INT32); }, kTiling,
@@ -370,8 +501,7 @@ TEST(AclnnArgs, CombineAddRmsNormV2InvalidFields) {
       {"sharedExpertX H", [](P& p, C& a) { a.sharedExpertX = p.make({kBs, 1024}, ACL_BF16); }, kTiling,
        ": sharedExpertX.dim1:"},
       {"yOut H", [](P& p, C& a) { a.yOut = p.make({kBs, 1, 1024}, ACL_BF16); }, kTiling, ": yOut.dim2:"},
-      {"rstdOut last dim", [](P& p, C& a) { a.rstdOut = p.make({kBs, 1, 2}, ACL_FLOAT); }, kTiling,
-       ": rstdOut.dim2:"},
+      {"rstdOut last dim", [](P& p, C& a) { a.rstdOut = p.make({kBs, 1, 2}, ACL_FLOAT); }, kTiling, ": rstdOut.dim2:"},
       {"xOut rows", [](P& p, C& a) { a.xOut = p.make({kBs - 1, 1, kH}, ACL_BF16); }, kTiling, ": xOut.dim0:"},
       {"oriX H", [](P& p, C& a) { a.oriX = p.make({kBs, 1024}, ACL_BF16); }, kTiling, ": oriX.dim1:"},
       {"constExpertAlpha1 length", [](P& p, C& a) { a.constExpertAlpha1 = p.make({kQ - 1}, ACL_BF16); }, kTiling,
@@ -396,7 +526,10 @@ TEST(AclnnArgs, CombineAddRmsNormV2ValidEdgeCases) {
        }},
       {"expandScales ignored", [](P& p, C& a) { a.expandScales = p.make({kA}, ACL_FLOAT); }},
       {"elasticInfo", [](P& p, C& a) { a.elasticInfo = p.make({4 + 2 * kW}, ACL_INT32); }},
-      {"sharedExpertX 2-D", [](P& p, C& a) { a.sharedExpertX = p.make({kBs, kH}, ACL_BF16); }},
+      {"sharedExpertX 2-D",
+       [](P& p, C& a) {
+         a.sharedExpertX = p.make({kBs, kH}, ACL_BF16);
+       }},
       {"outDtype and commAlg are not checked",
        [](P&, C& a) {
          a.outDtype = 7;
@@ -437,23 +570,23 @@ TEST(AclnnArgs, SiblingsAcceptTheirBaselines) {
       << recentError();
   aclTensor* xOut2 = p.make({kBs, kH}, ACL_BF16);
   EXPECT_EQ(aclnnMoeDistributeCombineV3GetWorkspaceSize(
-                c.expandX, c.expertIds, c.assistInfoForCombine, c.epSendCounts, c.expertScales, c.tpSendCounts,
-                nullptr, nullptr, nullptr, nullptr, nullptr, c.sharedExpertX, nullptr, c.oriX, c.constExpertAlpha1,
-                c.constExpertAlpha2, c.constExpertV, c.groupEp, kW, 0, kM, c.groupTp, 1, 0, 0, 0, 0, kBs * kW, 0, 0,
-                0, nullptr, kZ, kC, kQ, xOut2, &ws, &ex),
+                c.expandX, c.expertIds, c.assistInfoForCombine, c.epSendCounts, c.expertScales, c.tpSendCounts, nullptr,
+                nullptr, nullptr, nullptr, nullptr, c.sharedExpertX, nullptr, c.oriX, c.constExpertAlpha1,
+                c.constExpertAlpha2, c.constExpertV, c.groupEp, kW, 0, kM, c.groupTp, 1, 0, 0, 0, 0, kBs * kW, 0, 0, 0,
+                nullptr, kZ, kC, kQ, xOut2, &ws, &ex),
             ACLNN_SUCCESS)
       << recentError();
   EXPECT_EQ(aclnnMoeDistributeCombineV2GetWorkspaceSize(
-                c.expandX, c.expertIds, c.assistInfoForCombine, c.epSendCounts, c.expertScales, c.tpSendCounts,
-                nullptr, nullptr, nullptr, nullptr, nullptr, c.sharedExpertX, c.groupEp, kW, 0, kM, c.groupTp, 1, 0,
-                0, 0, 0, kBs * kW, 0, 0, 0, nullptr, xOut2, &ws, &ex),
+                c.expandX, c.expertIds, c.assistInfoForCombine, c.epSendCounts, c.expertScales, c.tpSendCounts, nullptr,
+                nullptr, nullptr, nullptr, nullptr, c.sharedExpertX, c.groupEp, kW, 0, kM, c.groupTp, 1, 0, 0, 0, 0,
+                kBs * kW, 0, 0, 0, nullptr, xOut2, &ws, &ex),
             ACLNN_SUCCESS)
       << recentError();
   // CombineV2 has no residual add: a 3-D xOut is refused as for CombineV3.
   EXPECT_EQ(aclnnMoeDistributeCombineV2GetWorkspaceSize(
-                c.expandX, c.expertIds, c.assistInfoForCombine, c.epSendCounts, c.expertScales, c.tpSendCounts,
-                nullptr, nullptr, nullptr, nullptr, nullptr, c.sharedExpertX, c.groupEp, kW, 0, kM, c.groupTp, 1, 0,
-                0, 0, 0, kBs * kW, 0, 0, 0, nullptr, c.xOut, &ws, &ex),
+                c.expandX, c.expertIds, c.assistInfoForCombine, c.epSendCounts, c.expertScales, c.tpSendCounts, nullptr,
+                nullptr, nullptr, nullptr, nullptr, c.sharedExpertX, c.groupEp, kW, 0, kM, c.groupTp, 1, 0, 0, 0, 0,
+                kBs * kW, 0, 0, 0, nullptr, c.xOut, &ws, &ex),
             kTiling);
   EXPECT_NE(recentError().find("CombineV2: xOut"), std::string::npos);
 }

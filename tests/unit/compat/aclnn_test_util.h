@@ -56,8 +56,7 @@ class TensorPool {
   // A tensor that is created and destroyed at once: its pointer is stale.
   aclTensor* stale() {
     std::vector<int64_t> shape{1};
-    aclTensor* t = aclCreateTensor(shape.data(), 1, ACL_INT32, nullptr, 0, ACL_FORMAT_ND, shape.data(), 1,
-                                   alloc(4));
+    aclTensor* t = aclCreateTensor(shape.data(), 1, ACL_INT32, nullptr, 0, ACL_FORMAT_ND, shape.data(), 1, alloc(4));
     aclDestroyTensor(t);
     return t;
   }
@@ -190,9 +189,9 @@ struct CombineV2Args {
         expandX, expertIds, assistInfoForCombine, epSendCounts, expertScales, residualX, gamma, tpSendCounts,
         xActiveMask, activationScale, weightScale, groupList, expandScales, sharedExpertX, elasticInfo, oriX,
         constExpertAlpha1, constExpertAlpha2, constExpertV, groupEp, epWorldSize, epRankId, moeExpertNum, groupTp,
-        tpWorldSize, tpRankId, expertShardType, sharedExpertNum, sharedExpertRankNum, globalBs, outDtype,
-        commQuantMode, groupListType, commAlg, normEps, zeroExpertNum, copyExpertNum, constExpertNum, yOut, rstdOut,
-        xOut, workspaceSize, executor);
+        tpWorldSize, tpRankId, expertShardType, sharedExpertNum, sharedExpertRankNum, globalBs, outDtype, commQuantMode,
+        groupListType, commAlg, normEps, zeroExpertNum, copyExpertNum, constExpertNum, yOut, rstdOut, xOut,
+        workspaceSize, executor);
   }
 };
 

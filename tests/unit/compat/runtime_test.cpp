@@ -2,6 +2,8 @@
 // thread's binding, streams as FIFO queues with their own worker (order, one task at a time per device, the first
 // failure and its message reported by synchronize, a real timeout), the recent-error message, and the status
 // mappings. Each test that depends on the thread's binding runs on a fresh thread.
+#include "compat/runtime.h"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -13,7 +15,6 @@
 #include <vector>
 
 #include "acl/acl.h"
-#include "compat/runtime.h"
 
 namespace moedist::compat {
 namespace {
@@ -175,7 +176,7 @@ TEST(Streams, SynchronizeReportsTheFirstFailureAndItsMessageOnce) {
     ASSERT_EQ(enqueue(s, [&] { return ++ran, okStatus(); }), ACL_SUCCESS);
     EXPECT_EQ(aclrtSynchronizeStreamWithTimeout(s, 10000), ACL_ERROR_RT_PARAM_INVALID);
     EXPECT_EQ(recentError(), "Op: expandX.dim0 is 3, expected 4");
-    EXPECT_EQ(ran, 4);  // work after a failure still runs
+    EXPECT_EQ(ran, 4);                                  // work after a failure still runs
     EXPECT_EQ(aclrtSynchronizeStream(s), ACL_SUCCESS);  // reported once
     ASSERT_EQ(enqueue(s, [] { return Status(StatusCode::kTimeout, "peer rank 3 not heard from"); }), ACL_SUCCESS);
     EXPECT_EQ(aclrtSynchronizeStream(s), ACL_ERROR_RT_TASK_TIMEOUT);

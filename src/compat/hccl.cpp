@@ -1,0 +1,275 @@
+// HCCL on moedist: an HCCL communicator is a moedist in-process communicator, and an HcclComm is one rank's handle
+// to it. The communicator's name is the group name that the aclnn operators receive; findCommunicator looks it up.
+// A communicator lives until the handles of all its ranks are destroyed, so ranks may destroy their handles at
+// different times (as in the CANN example, where ranks removed by scale-in finish early). Handles are looked up in
+// a registry, so a stale or foreign handle is an error code, never a crash.
+#include "hccl/hccl.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "compat/runtime.h"
+#include "compat/runtime_internal.h"
+
+namespace moedist::compat {
+
+namespace {
+
+struct HcclGroup {
+  std::vector<Communicator> ranks;  // keeps every rank alive while any handle of the group lives
+};
+
+struct HcclHandle {
+  std::shared_ptr<HcclGroup> group;
+  int rank = 0;
+};
+
+// A communicator being assembled by HcclCommInitRootInfo calls, one per rank.
+struct PendingRoot {
+  uint32_t nRanks = 0;
+  std::shared_ptr<HcclGroup> group;
+  std::vector<bool> joined;
+  uint32_t numJoined = 0;
+};
+
+struct HcclRegistry {
+  std::mutex mu;
+  std::unordered_map<const void*, std::unique_ptr<HcclHandle>> handles;
+  std::map<std::string, PendingRoot> pendingRoots;
+  std::atomic<uint64_t> nextRootId{0};
+};
+
+HcclRegistry& registry() {
+  static HcclRegistry* r = new HcclRegistry();  // never destroyed: handles may be destroyed late at exit
+  return *r;
+}
+
+HcclResult failHccl(HcclResult code, const std::string& message) {
+  setRecentError(message);
+  return code;
+}
+
+HcclResult fromStatus(const Status& s) {
+  switch (s.code()) {
+    case StatusCode::kOk:
+      return HCCL_SUCCESS;
+    case StatusCode::kNullArgument:
+      return HCCL_E_PTR;
+    case StatusCode::kInvalidArgument:
+    case StatusCode::kInvalidValue:
+      return HCCL_E_PARA;
+    case StatusCode::kTimeout:
+      return HCCL_E_TIMEOUT;
+    case StatusCode::kInternal:
+      return HCCL_E_INTERNAL;
+  }
+  return HCCL_E_INTERNAL;
+}
+
+// Requires reg.mu.
+HcclComm addHandleLocked(HcclRegistry& reg, std::shared_ptr<HcclGroup> group, int rank) {
+  auto h = std::make_unique<HcclHandle>();
+  h->group = std::move(group);
+  h->rank = rank;
+  HcclComm comm = h.get();
+  reg.handles[comm] = std::move(h);
+  return comm;
+}
+
+// Looks up a live handle; on success *rankOut is a copy of its communicator rank.
+HcclResult lookup(HcclComm comm, const char* fn, Communicator* rankOut) {
+  if (comm == nullptr) return failHccl(HCCL_E_PTR, fmt::format("{}: comm is nullptr", fn));
+  HcclRegistry& reg = registry();
+  std::lock_guard<std::mutex> lock(reg.mu);
+  auto it = reg.handles.find(comm);
+  if (it == reg.handles.end())
+    return failHccl(HCCL_E_PARA,
+                    fmt::format("{}: comm {} is not a live HCCL communicator (never created, or destroyed)", fn, comm));
+  *rankOut = it->second->group->ranks[static_cast<size_t>(it->second->rank)];
+  return HCCL_SUCCESS;
+}
+
+HcclResult commInitAll(uint32_t ndev, int32_t* devices, HcclComm* comms) {
+  if (devices == nullptr) return failHccl(HCCL_E_PTR, "HcclCommInitAll: devices is nullptr");
+  if (comms == nullptr) return failHccl(HCCL_E_PTR, "HcclCommInitAll: comms is nullptr");
+  if (ndev == 0 || ndev > static_cast<uint32_t>(kMaxDevices))
+    return failHccl(HCCL_E_PARA, fmt::format("HcclCommInitAll: ndev is {}, expected 1..{}", ndev, kMaxDevices));
+  std::unordered_set<int32_t> seen;
+  for (uint32_t i = 0; i < ndev; ++i) {
+    if (devices[i] < 0 || devices[i] >= kMaxDevices)
+      return failHccl(HCCL_E_PARA, fmt::format("HcclCommInitAll: devices[{}] is {}, expected a device id 0..{}", i,
+                                               devices[i], kMaxDevices - 1));
+    if (!seen.insert(devices[i]).second)
+      return failHccl(
+          HCCL_E_PARA,
+          fmt::format("HcclCommInitAll: devices[{}] is {}, which appears earlier in devices too", i, devices[i]));
+  }
+  auto group = std::make_shared<HcclGroup>();
+  Status st = Communicator::createInProcess(static_cast<int>(ndev), CommOptions{}, &group->ranks);
+  if (!st.ok()) return failHccl(fromStatus(st), "HcclCommInitAll: " + st.message());
+  HcclRegistry& reg = registry();
+  std::lock_guard<std::mutex> lock(reg.mu);
+  for (uint32_t i = 0; i < ndev; ++i) comms[i] = addHandleLocked(reg, group, static_cast<int>(i));
+  return HCCL_SUCCESS;
+}
+
+HcclResult getRootInfo(HcclRootInfo* rootInfo) {
+  if (rootInfo == nullptr) return failHccl(HCCL_E_PTR, "HcclGetRootInfo: rootInfo is nullptr");
+  const uint64_t id = registry().nextRootId.fetch_add(1);
+  const std::string key = fmt::format("moedist-root-{}-{}", static_cast<long>(::getpid()), id);
+  std::memset(rootInfo->internal, 0, sizeof(rootInfo->internal));
+  std::memcpy(rootInfo->internal, key.data(), key.size());
+  return HCCL_SUCCESS;
+}
+
+HcclResult commInitRootInfo(uint32_t nRanks, const HcclRootInfo* rootInfo, uint32_t rank, HcclComm* comm) {
+  if (rootInfo == nullptr) return failHccl(HCCL_E_PTR, "HcclCommInitRootInfo: rootInfo is nullptr");
+  if (comm == nullptr) return failHccl(HCCL_E_PTR, "HcclCommInitRootInfo: comm is nullptr");
+  if (nRanks == 0 || nRanks > static_cast<uint32_t>(kMaxDevices))
+    return failHccl(HCCL_E_PARA,
+                    fmt::format("HcclCommInitRootInfo: nRanks is {}, expected 1..{}", nRanks, kMaxDevices));
+  if (rank >= nRanks)
+    return failHccl(HCCL_E_PARA, fmt::format("HcclCommInitRootInfo: rank is {}, expected 0..{}", rank, nRanks - 1));
+  const std::string key(rootInfo->internal, strnlen(rootInfo->internal, sizeof(rootInfo->internal)));
+  if (key.empty())
+    return failHccl(HCCL_E_PARA, "HcclCommInitRootInfo: rootInfo is empty; get one from HcclGetRootInfo");
+
+  HcclRegistry& reg = registry();
+  std::lock_guard<std::mutex> lock(reg.mu);
+  auto [it, fresh] = reg.pendingRoots.try_emplace(key);
+  PendingRoot& p = it->second;
+  if (fresh) {
+    p.nRanks = nRanks;
+    p.joined.assign(nRanks, false);
+    p.group = std::make_shared<HcclGroup>();
+    Status st = Communicator::createInProcess(static_cast<int>(nRanks), CommOptions{}, &p.group->ranks);
+    if (!st.ok()) {
+      reg.pendingRoots.erase(it);
+      return failHccl(fromStatus(st), "HcclCommInitRootInfo: " + st.message());
+    }
+  } else if (p.nRanks != nRanks) {
+    return failHccl(HCCL_E_PARA, fmt::format("HcclCommInitRootInfo: nRanks is {}, but an earlier rank of this root "
+                                             "info gave {}",
+                                             nRanks, p.nRanks));
+  }
+  if (p.joined[rank])
+    return failHccl(HCCL_E_PARA,
+                    fmt::format("HcclCommInitRootInfo: rank {} of this root info has joined already", rank));
+  p.joined[rank] = true;
+  *comm = addHandleLocked(reg, p.group, static_cast<int>(rank));
+  if (++p.numJoined == p.nRanks) reg.pendingRoots.erase(it);
+  return HCCL_SUCCESS;
+}
+
+}  // namespace
+
+Status findCommunicator(const char* group, int64_t rank, Communicator* out) {
+  if (group == nullptr) return Status(StatusCode::kNullArgument, "the group name is nullptr");
+  if (out == nullptr) return Status(StatusCode::kInternal, "findCommunicator: out is nullptr");
+  if (strnlen(group, MAX_GROUP_NAME) >= static_cast<size_t>(MAX_GROUP_NAME))
+    return Status(StatusCode::kInvalidArgument,
+                  fmt::format("the group name is {} or more characters long, expected fewer than {}",
+                              static_cast<int>(MAX_GROUP_NAME), static_cast<int>(MAX_GROUP_NAME)));
+  if (group[0] == '\0') return Status(StatusCode::kInvalidArgument, "the group name is empty");
+  if (rank < 0 || rank >= kMaxDevices)
+    return Status(StatusCode::kInvalidValue,
+                  fmt::format("rank {} of group '{}' does not exist (expected 0..{})", rank, group, kMaxDevices - 1));
+  return Communicator::find(group, static_cast<int>(rank), out);
+}
+
+}  // namespace moedist::compat
+
+using moedist::compat::guarded;
+
+extern "C" {
+
+HcclResult HcclCommInitAll(uint32_t ndev, int32_t* devices, HcclComm* comms) {
+  return guarded(
+      "HcclCommInitAll", [&] { return moedist::compat::commInitAll(ndev, devices, comms); }, HCCL_E_INTERNAL);
+}
+
+HcclResult HcclGetRootInfo(HcclRootInfo* rootInfo) {
+  return guarded(
+      "HcclGetRootInfo", [&] { return moedist::compat::getRootInfo(rootInfo); }, HCCL_E_INTERNAL);
+}
+
+HcclResult HcclCommInitRootInfo(uint32_t nRanks, const HcclRootInfo* rootInfo, uint32_t rank, HcclComm* comm) {
+  return guarded(
+      "HcclCommInitRootInfo", [&] { return moedist::compat::commInitRootInfo(nRanks, rootInfo, rank, comm); },
+      HCCL_E_INTERNAL);
+}
+
+HcclResult HcclGetCommName(HcclComm comm, char* commName) {
+  return guarded(
+      "HcclGetCommName",
+      [&]() -> HcclResult {
+        if (commName == nullptr) return moedist::compat::failHccl(HCCL_E_PTR, "HcclGetCommName: commName is nullptr");
+        moedist::Communicator c;
+        if (HcclResult r = moedist::compat::lookup(comm, "HcclGetCommName", &c); r != HCCL_SUCCESS) return r;
+        const std::string& name = c.name();
+        const size_t n = std::min(name.size(), static_cast<size_t>(MAX_GROUP_NAME) - 1);
+        std::memcpy(commName, name.data(), n);
+        commName[n] = '\0';
+        return HCCL_SUCCESS;
+      },
+      HCCL_E_INTERNAL);
+}
+
+HcclResult HcclGetRankSize(HcclComm comm, uint32_t* rankSize) {
+  return guarded(
+      "HcclGetRankSize",
+      [&]() -> HcclResult {
+        if (rankSize == nullptr) return moedist::compat::failHccl(HCCL_E_PTR, "HcclGetRankSize: rankSize is nullptr");
+        moedist::Communicator c;
+        if (HcclResult r = moedist::compat::lookup(comm, "HcclGetRankSize", &c); r != HCCL_SUCCESS) return r;
+        *rankSize = static_cast<uint32_t>(c.size());
+        return HCCL_SUCCESS;
+      },
+      HCCL_E_INTERNAL);
+}
+
+HcclResult HcclGetRankId(HcclComm comm, uint32_t* rank) {
+  return guarded(
+      "HcclGetRankId",
+      [&]() -> HcclResult {
+        if (rank == nullptr) return moedist::compat::failHccl(HCCL_E_PTR, "HcclGetRankId: rank is nullptr");
+        moedist::Communicator c;
+        if (HcclResult r = moedist::compat::lookup(comm, "HcclGetRankId", &c); r != HCCL_SUCCESS) return r;
+        *rank = static_cast<uint32_t>(c.rank());
+        return HCCL_SUCCESS;
+      },
+      HCCL_E_INTERNAL);
+}
+
+HcclResult HcclCommDestroy(HcclComm comm) {
+  return guarded(
+      "HcclCommDestroy",
+      [&]() -> HcclResult {
+        if (comm == nullptr) return moedist::compat::failHccl(HCCL_E_PTR, "HcclCommDestroy: comm is nullptr");
+        std::unique_ptr<moedist::compat::HcclHandle> h;  // released after the lock (may end the communicator)
+        auto& reg = moedist::compat::registry();
+        {
+          std::lock_guard<std::mutex> lock(reg.mu);
+          auto it = reg.handles.find(comm);
+          if (it == reg.handles.end())
+            return moedist::compat::failHccl(
+                HCCL_E_PARA, fmt::format("HcclCommDestroy: comm {} is not a live HCCL communicator", comm));
+          h = std::move(it->second);
+          reg.handles.erase(it);
+        }
+        return HCCL_SUCCESS;
+      },
+      HCCL_E_INTERNAL);
+}
+
+}  // extern "C"
