@@ -301,3 +301,26 @@ TEST(Deadlines, CombineRankThatNeverArrivesIsNamed) {
 
 }  // namespace
 }  // namespace moedist::testing
+
+namespace moedist::testing {
+namespace {
+
+// Through the CANN C API the same argument error comes back as GetWorkspaceSize's aclnn code (561002 for an
+// attribute out of range), with aclGetRecentErrMsg() naming the argument.
+TEST(CannApiErrors, GetWorkspaceSizeCodeAndMessage) {
+  RunOptions o;
+  o.api = Api::kCann;
+  o.timeout = std::chrono::milliseconds(1000);  // as on CANN, the other ranks wait for rank 1 until their deadline
+  o.editDispatch = [](int, int epRank, DispatchArgs& d) {
+    if (epRank == 1) d.moeExpertNum = 6;  // not a multiple of the 4 MoE ranks
+  };
+  const RunResult r = runScenario(small(), o);
+  ASSERT_FALSE(r.ok());
+  const Status& s = r.ranks[1].dispatchStatus;
+  EXPECT_EQ(s.code(), StatusCode::kInvalidValue) << s.toString();
+  EXPECT_TRUE(contains(s.message(), "aclnnMoeDistributeDispatchV3GetWorkspaceSize returned 561002")) << s.message();
+  EXPECT_TRUE(contains(s.message(), "moeExpertNum")) << s.message();
+}
+
+}  // namespace
+}  // namespace moedist::testing

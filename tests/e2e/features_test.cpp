@@ -148,6 +148,21 @@ TEST_P(Features, MatchesReference) {
 INSTANTIATE_TEST_SUITE_P(E2E, Features, ::testing::ValuesIn(cases()),
                          [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
 
+// The same cases through the CANN C API: aclnn two-phase calls on streams, HCCL communicators, devices as ranks.
+class FeaturesCannApi : public ::testing::TestWithParam<Case> {};
+
+TEST_P(FeaturesCannApi, MatchesReference) {
+  Scenario sc = base();
+  RunOptions options;
+  GetParam().setup(sc, options);
+  options.api = Api::kCann;
+  const RunResult r = runScenario(sc, options);
+  EXPECT_TRUE(r.ok()) << sc.describe() << "\n" << r.summary();
+}
+
+INSTANTIATE_TEST_SUITE_P(E2E, FeaturesCannApi, ::testing::ValuesIn(cases()),
+                         [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
+
 // Skewed routing really is skewed: one rank's MoE experts get nothing.
 TEST(Routing, StarvedRankReceivesNoRows) {
   Scenario sc = base();

@@ -60,6 +60,33 @@ TEST(Sequence, LayersAfterScaleInWithWarmup) {
   EXPECT_TRUE(r.ok()) << r.summary();
 }
 
+// The seed example's shape of use through the CANN C API: all ranks dispatch, the survivors dispatch and combine
+// with elasticInfo, then keep going for more layers.
+TEST(Sequence, CannApiLayersAfterScaleInWithWarmup) {
+  Scenario sc = small(8);
+  sc.removedRanks = {2, 3, 4, 5};
+  sc.cfg.Z = 2, sc.cfg.C = 1, sc.oriX = true, sc.specialFraction = 0.2;
+  RunOptions o;
+  o.api = Api::kCann;
+  o.warmupDispatch = true;
+  o.layers = 20;
+  o.syncBeforeEachOp = false;
+  const RunResult r = runScenario(sc, o);
+  EXPECT_TRUE(r.ok()) << r.summary();
+}
+
+TEST(Sequence, CannApiHundredLayersTpPairs) {
+  Scenario sc = small(4);
+  sc.cfg.M = 4;
+  sc.cfg.tp = 2;
+  RunOptions o;
+  o.api = Api::kCann;
+  o.layers = 100;
+  o.syncBeforeEachOp = false;
+  const RunResult r = runScenario(sc, o);
+  EXPECT_TRUE(r.ok()) << r.summary();
+}
+
 // Matching the reference bit for bit with 1, 2 and 4 kernel threads means identical bytes for all three.
 TEST(Determinism, IdenticalBytesWhateverTheThreadCount) {
   Scenario sc = small(4);

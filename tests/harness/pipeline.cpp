@@ -2,10 +2,14 @@
 
 #include <algorithm>
 #include <barrier>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <sstream>
 
+#include "acl/acl.h"
+#include "harness/cann_calls.h"
+#include "hccl/hccl.h"
 #include "support/ffn.h"
 #include "support/rank_launcher.h"
 
@@ -188,17 +192,74 @@ RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
   commOptions.kernelThreads = options.kernelThreads;
   commOptions.kernels = options.kernels;
   std::vector<std::vector<Communicator>> ep(static_cast<size_t>(G)), tp(static_cast<size_t>(W));
-  for (auto& group : ep) {
-    if (Status s = Communicator::createInProcess(W, commOptions, &group); !s.ok()) {
-      result.failures.push_back("createInProcess: " + s.toString());
-      return result;
+  if (options.api == Api::kCpp) {
+    for (auto& group : ep) {
+      if (Status s = Communicator::createInProcess(W, commOptions, &group); !s.ok()) {
+        result.failures.push_back("createInProcess: " + s.toString());
+        return result;
+      }
     }
-  }
-  if (cfg.tp >= 1) {
     for (auto& pair : tp) {
+      if (cfg.tp < 1) break;
       if (Status s = Communicator::createInProcess(G, commOptions, &pair); !s.ok()) {
         result.failures.push_back("createInProcess: " + s.toString());
         return result;
+      }
+    }
+  }
+
+  // With the CANN API: HCCL communicators over devices (device g * W + e is EP rank e of TP group g).
+  std::vector<std::vector<HcclComm>> hcclEp(static_cast<size_t>(G)), hcclTp(static_cast<size_t>(W));
+  std::vector<std::string> epNames(static_cast<size_t>(G * W)), tpNames(static_cast<size_t>(G * W));
+  auto destroyHccl = [&] {
+    for (auto* group : {&hcclEp, &hcclTp})
+      for (auto& comms : *group)
+        for (HcclComm c : comms) HcclCommDestroy(c);
+  };
+  if (options.api == Api::kCann) {
+    (void)aclInit(nullptr);  // a repeated aclInit is harmless here
+    // HCCL communicators take their deadline from the environment, as on CANN (HCCL_EXEC_TIMEOUT); moedist's own
+    // variable carries options.timeout into the communicators created here.
+    const char* previous = std::getenv("MOEDIST_TIMEOUT_MS");
+    const std::string saved = previous != nullptr ? previous : "";
+    setenv("MOEDIST_TIMEOUT_MS", std::to_string(options.timeout.count()).c_str(), 1);
+    struct Restore {
+      const char* name;
+      std::string value;
+      bool had;
+      ~Restore() { had ? setenv(name, value.c_str(), 1) : unsetenv(name); }
+    } restore{"MOEDIST_TIMEOUT_MS", saved, previous != nullptr};
+    auto init = [&](std::vector<int32_t> devices, std::vector<HcclComm>& comms, std::vector<std::string>& names) {
+      comms.assign(devices.size(), nullptr);
+      if (Status s = cannStatus(HcclCommInitAll(static_cast<uint32_t>(devices.size()), devices.data(), comms.data()),
+                                "HcclCommInitAll");
+          !s.ok())
+        return s;
+      for (size_t i = 0; i < devices.size(); ++i) {
+        char name[128] = {};
+        HcclGetCommName(comms[i], name);
+        names[static_cast<size_t>(devices[i])] = name;
+      }
+      return okStatus();
+    };
+    for (int g = 0; g < G; ++g) {
+      std::vector<int32_t> devices;
+      for (int e = 0; e < W; ++e) devices.push_back(g * W + e);
+      if (Status s = init(devices, hcclEp[static_cast<size_t>(g)], epNames); !s.ok()) {
+        result.failures.push_back(s.toString());
+        destroyHccl();
+        return result;
+      }
+    }
+    if (cfg.tp >= 1) {
+      for (int e = 0; e < W; ++e) {
+        std::vector<int32_t> devices;
+        for (int g = 0; g < G; ++g) devices.push_back(g * W + e);
+        if (Status s = init(devices, hcclTp[static_cast<size_t>(e)], tpNames); !s.ok()) {
+          result.failures.push_back(s.toString());
+          destroyHccl();
+          return result;
+        }
       }
     }
   }
@@ -296,14 +357,36 @@ RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
     RankData& r = ranks[static_cast<size_t>(index)];
     const ref::DispatchOutput& want = dout[static_cast<size_t>(r.tpIdx)][static_cast<size_t>(r.epRank)];
     const ref::CombineOutput& wantC = cout[static_cast<size_t>(r.tpIdx)][static_cast<size_t>(r.epRank)];
-    const Communicator& epComm = ep[static_cast<size_t>(r.tpIdx)][static_cast<size_t>(r.epRank)];
+    const bool cpp = options.api == Api::kCpp;
+    const Communicator* epComm = cpp ? &ep[static_cast<size_t>(r.tpIdx)][static_cast<size_t>(r.epRank)] : nullptr;
     const Communicator* tpComm =
-        cfg.tp >= 1 ? &tp[static_cast<size_t>(r.epRank)][static_cast<size_t>(r.tpIdx)] : nullptr;
+        cpp && cfg.tp >= 1 ? &tp[static_cast<size_t>(r.epRank)][static_cast<size_t>(r.tpIdx)] : nullptr;
     RankResult& out = result.ranks[static_cast<size_t>(index)];
     out.tpIdx = r.tpIdx;
     out.epRank = r.epRank;
     out.participates = r.participates;
     const std::string who = label(r);
+    // The CANN API: this thread is device tpIdx * W + epRank, with one stream.
+    CannRank cann;
+    const int device = r.tpIdx * W + r.epRank;
+    if (options.api == Api::kCann) {
+      if (Status s = cannStatus(aclrtSetDevice(device), "aclrtSetDevice"); !s.ok())
+        checker.fail(who + ": " + s.toString());
+      if (Status s = cannStatus(aclrtCreateStream(&cann.stream), "aclrtCreateStream"); !s.ok())
+        checker.fail(who + ": " + s.toString());
+      cann.groupEp = epNames[static_cast<size_t>(device)];
+      cann.groupTp = tpNames[static_cast<size_t>(device)];
+      cann.epWorldSize = W;
+      cann.epRankId = r.epRank;
+      cann.tpWorldSize = cfg.tp;
+      cann.tpRankId = r.tpIdx;
+    }
+    auto runDispatch = [&](const DispatchArgs& args) {
+      return cpp ? dispatch(*epComm, tpComm, args) : cannDispatch(cann, args);
+    };
+    auto runCombine = [&](const CombineArgs& args) {
+      return cpp ? combineAddRmsNorm(*epComm, tpComm, args) : cannCombine(cann, args);
+    };
     auto fillDispatchOutputs = [&] {
       fill(r.expandX), fill(r.dynamicScales), fill(r.assist), fill(r.tokenNums), fill(r.epRecv), fill(r.tpRecv),
           fill(r.expandScales);
@@ -313,7 +396,7 @@ RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
       DispatchArgs warm = r.d;
       warm.elasticInfo = TensorView();
       fillDispatchOutputs();
-      if (Status s = dispatch(epComm, tpComm, warm); !s.ok()) checker.fail(who + ": warm-up dispatch: " + s.toString());
+      if (Status s = runDispatch(warm); !s.ok()) checker.fail(who + ": warm-up dispatch: " + s.toString());
     }
     for (int layer = 0; layer < options.layers; ++layer) {
       const std::string where = who + (options.layers > 1 ? " layer " + std::to_string(layer) : "");
@@ -324,10 +407,10 @@ RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
       barrier();
       bool ok = false;
       const bool skipD = options.skipDispatch && options.skipDispatch(r.tpIdx, r.epRank);
-      if (!r.participates && options.removedRanksCall) out.dispatchStatus = dispatch(epComm, tpComm, d);
+      if (!r.participates && options.removedRanksCall) out.dispatchStatus = runDispatch(d);
       if (r.participates && !skipD) {
         const auto t0 = std::chrono::steady_clock::now();
-        out.dispatchStatus = dispatch(epComm, tpComm, d);
+        out.dispatchStatus = runDispatch(d);
         const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         out.dispatchSeconds = layer == 0 ? sec : std::min(out.dispatchSeconds, sec);
         ok = out.dispatchStatus.ok();
@@ -375,7 +458,7 @@ RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
       const bool skipC = options.skipCombine && options.skipCombine(r.tpIdx, r.epRank);
       if (r.participates && ok && !skipC) {
         const auto t0 = std::chrono::steady_clock::now();
-        out.combineStatus = combineAddRmsNorm(epComm, tpComm, c);
+        out.combineStatus = runCombine(c);
         const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         out.combineSeconds = layer == 0 ? sec : std::min(out.combineSeconds, sec);
         if (!out.combineStatus.ok()) {
@@ -401,9 +484,16 @@ RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
         }
       }
     }
+    if (cann.stream != nullptr) aclrtDestroyStream(cann.stream);
   };
   result.ranks.resize(ranks.size());
-  const auto errors = runRanks(G * W, body);
+  auto bodyWithDevice = [&](int index) {
+    body(index);
+    if (options.api == Api::kCann)
+      aclrtResetDevice(ranks[static_cast<size_t>(index)].tpIdx * W + ranks[static_cast<size_t>(index)].epRank);
+  };
+  const auto errors = runRanks(G * W, bodyWithDevice);
+  destroyHccl();
   for (size_t i = 0; i < errors.size(); ++i)
     if (!errors[i].empty()) checker.fail(label(ranks[i]) + ": " + errors[i]);
   result.failures = checker.take();

@@ -14,9 +14,16 @@
 
 namespace moedist::testing {
 
+// Which API the harness calls the operators through.
+enum class Api {
+  kCpp,   // moedist::dispatch / combineAddRmsNorm with Communicators
+  kCann,  // aclnn two-phase functions on streams, HCCL communicators, devices as ranks (the CANN C API)
+};
+
 struct RunOptions {
-  int kernelThreads = 1;
-  std::string kernels;  // CommOptions::kernels: "" (default), "cpu" or "ref"
+  Api api = Api::kCpp;
+  int kernelThreads = 1;  // kCpp only (the CANN API takes it from MOEDIST_KERNEL_THREADS)
+  std::string kernels;    // CommOptions::kernels: "" (default), "cpu" or "ref"
   std::chrono::milliseconds timeout{120000};
   int layers = 1;                // dispatch -> FFN -> combine repeated on the same communicators, each one checked
   bool warmupDispatch = false;   // one extra dispatch of all ranks without elasticInfo first (the seed example)
