@@ -2,17 +2,18 @@
 # Installs the build tree into a scratch prefix, builds the CANN document's example program unchanged with
 # `g++ seed_example.cpp $(pkg-config --cflags --libs moedist)`, runs it, and checks that it exits 0 and prints its
 # success line on ranks 0, 1, 6 and 7 (ranks 2-5 are the ones its scale-in removes).
-# Usage: check_seed_example.sh <build dir> <source dir>
+# Usage: check_seed_example.sh <build dir> <source dir> [extra compiler flags, e.g. the sanitizer of the build]
 set -euo pipefail
 build="$1"
 src="$2"
+extra="${3:-}"
 prefix=$(mktemp -d)
 work=$(mktemp -d)
 trap 'rm -rf "$prefix" "$work"' EXIT
 
 cmake --install "$build" --prefix "$prefix" >/dev/null
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
-g++ "$src/tests/cann/seed_example.cpp" -o "$work/seed_example" $(pkg-config --cflags --libs moedist)
+g++ $extra "$src/tests/cann/seed_example.cpp" -o "$work/seed_example" $(pkg-config --cflags --libs moedist)
 "$work/seed_example" > "$work/out" 2>&1 || { cat "$work/out"; echo "seed example: exit code $?"; exit 1; }
 cat "$work/out"
 for rank in 0 1 6 7; do
