@@ -324,3 +324,28 @@ TEST(CannApiErrors, GetWorkspaceSizeCodeAndMessage) {
 
 }  // namespace
 }  // namespace moedist::testing
+
+namespace moedist::testing {
+namespace {
+
+// A data error found while the operator runs on the stream: every rank's aclrtSynchronizeStream fails, and
+// aclGetRecentErrMsg names the expert id (on the culprit) or the culprit rank (on the others).
+TEST(CannApiErrors, DataErrorReachesEveryRanksSynchronize) {
+  IdEdit e{2, 1, 0, -1, {}};
+  RunOptions o = editIds(e);
+  o.api = Api::kCann;
+  o.timeout = std::chrono::milliseconds(20000);
+  const RunResult r = runScenario(small(), o);
+  ASSERT_FALSE(r.ok());
+  for (const RankResult& rank : r.ranks) {
+    const Status& s = rank.dispatchStatus;
+    EXPECT_FALSE(s.ok());
+    EXPECT_TRUE(contains(s.message(), "aclrtSynchronizeStream returned")) << s.message();
+    EXPECT_TRUE(contains(s.message(), "expertIds[1][0] is -1")) << s.message();
+    if (rank.epRank != 2) EXPECT_TRUE(contains(s.message(), "rank 2")) << s.message();
+  }
+  expectNothingHalfWritten(r);
+}
+
+}  // namespace
+}  // namespace moedist::testing

@@ -86,29 +86,52 @@ void PrintTo(const GridPoint& p, std::ostream* os) {
   *os << p.name();
 }
 
-class Grid : public ::testing::TestWithParam<GridPoint> {};
+class Grid : public ::testing::TestWithParam<GridPoint> {
+ protected:
+  void check(Api api) {
+    const GridPoint p = GetParam();
+    Scenario sc;
+    sc.cfg.W = p.W;
+    sc.cfg.M = p.L * p.W;
+    sc.cfg.K = p.K;
+    sc.cfg.H = p.H;
+    sc.bs.assign(static_cast<size_t>(p.W), p.Bs);
+    sc.seed = static_cast<uint64_t>(p.W * 1000003 + p.Bs * 101 + p.H + p.K * 7 + p.L);
+    if (p.K > p.L * (p.W - 1)) {  // not enough MoE experts for K distinct ids (also after a scale-in): add zero experts
+      sc.cfg.Z = p.K;
+      sc.specialFraction = 0.05;
+    }
+    RunOptions o;
+    o.api = api;
+    applyFeature(p.feature, sc, o);
+    setenv("HCCL_BUFFSIZE", "4096", 1);  // the large corners need more than CANN's default 200 MB window
+    const RunResult r = runScenario(sc, o);
+    EXPECT_TRUE(r.ok()) << sc.describe() << "\n" << r.summary();
+  }
+};
 
 TEST_P(Grid, MatchesReference) {
-  const GridPoint p = GetParam();
-  Scenario sc;
-  sc.cfg.W = p.W;
-  sc.cfg.M = p.L * p.W;
-  sc.cfg.K = p.K;
-  sc.cfg.H = p.H;
-  sc.bs.assign(static_cast<size_t>(p.W), p.Bs);
-  sc.seed = static_cast<uint64_t>(p.W * 1000003 + p.Bs * 101 + p.H + p.K * 7 + p.L);
-  if (p.K > p.L * (p.W - 1)) {  // not enough MoE experts for K distinct ids (also after a scale-in): add zero experts
-    sc.cfg.Z = p.K;
-    sc.specialFraction = 0.05;
-  }
-  RunOptions o;
-  applyFeature(p.feature, sc, o);
-  setenv("HCCL_BUFFSIZE", "4096", 1);  // the large corners need more than CANN's default 200 MB window
-  const RunResult r = runScenario(sc, o);
-  EXPECT_TRUE(r.ok()) << sc.describe() << "\n" << r.summary();
+  check(Api::kCpp);
 }
 
 INSTANTIATE_TEST_SUITE_P(E2E, Grid, ::testing::ValuesIn(points()),
+                         [](const ::testing::TestParamInfo<GridPoint>& info) { return info.param.name(); });
+
+// Every fourth grid point again through the CANN C API.
+class GridCannApi : public Grid {};
+
+TEST_P(GridCannApi, MatchesReference) {
+  check(Api::kCann);
+}
+
+std::vector<GridPoint> everyFourth() {
+  std::vector<GridPoint> out;
+  const auto all = points();
+  for (size_t i = 0; i < all.size(); i += 4) out.push_back(all[i]);
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(E2E, GridCannApi, ::testing::ValuesIn(everyFourth()),
                          [](const ::testing::TestParamInfo<GridPoint>& info) { return info.param.name(); });
 
 }  // namespace
