@@ -39,18 +39,14 @@ aclnnStatus toAclnnStatus(const Status& s);
 void setRecentError(const std::string& message);
 
 // Enqueues `work` on `stream` (nullptr: the current context's default stream). The work's non-ok status is kept
-// on the stream: aclrtSynchronizeStream reports it (as ACL_ERROR_RT_*) and its message becomes the recent error.
+// on the stream: aclrtSynchronizeStream returns it as its aclnn code (toAclnnStatus) and its message becomes the
+// recent error.
 aclError enqueue(aclrtStream stream, std::function<Status()> work);
 
 // The communicator rank `rank` of the HCCL communicator called `group`.
 Status findCommunicator(const char* group, int64_t rank, Communicator* out);
 
 // Added with the runtime:
-
-// The ACL runtime code aclrtSynchronizeStream returns for work that failed with `s` (ACL_SUCCESS for ok):
-// kNullArgument, kInvalidArgument, kInvalidValue -> ACL_ERROR_RT_PARAM_INVALID, kTimeout -> ACL_ERROR_RT_TASK_TIMEOUT,
-// kInternal (and anything else) -> ACL_ERROR_RT_INTERNAL_ERROR.
-aclError toAclError(const Status& s);
 
 // True when `t` was returned by aclCreateTensor and not destroyed yet (so a stale or foreign pointer is an error,
 // not a crash).
