@@ -181,3 +181,53 @@ TEST(Routing, StarvedRankReceivesNoRows) {
 
 }  // namespace
 }  // namespace moedist::testing
+
+namespace moedist::testing {
+namespace {
+
+// The sibling operators of SPEC decision 5 through the CANN C API (the only API that has them): DispatchV2 and
+// CombineAddRmsNorm / CombineV2 without scale-in and special experts, DispatchV3 with CombineV3 (no residual and
+// no RmsNorm: xOut = bf16(acc)) with everything.
+struct SiblingCase {
+  std::string name;
+  Ops ops;
+  std::function<void(Scenario&)> setup;
+};
+
+void PrintTo(const SiblingCase& c, std::ostream* os) {
+  *os << c.name;
+}
+
+class Siblings : public ::testing::TestWithParam<SiblingCase> {};
+
+TEST_P(Siblings, MatchesReference) {
+  Scenario sc = base();
+  GetParam().setup(sc);
+  RunOptions o;
+  o.api = Api::kCann;
+  o.ops = GetParam().ops;
+  const RunResult r = runScenario(sc, o);
+  EXPECT_TRUE(r.ok()) << sc.describe() << "\n" << r.summary();
+}
+
+const std::vector<SiblingCase>& siblingCases() {
+  static const std::vector<SiblingCase> all = {
+      {"DispatchV2CombineAddRmsNorm", Ops::kDispatchV2CombineAddRmsNorm,
+       [](Scenario& s) { s.cfg.maskDims = 2, s.sharedX = SharedXShape::k2D; }},
+      {"DispatchV2CombineAddRmsNormQuantTp", Ops::kDispatchV2CombineAddRmsNorm,
+       [](Scenario& s) { tp2(s), s.cfg.quantMode = 2; }},
+      {"DispatchV2CombineV2", Ops::kDispatchV2CombineV2, [](Scenario& s) { s.cfg.commQuantMode = 2; }},
+      {"DispatchV2CombineV2SharedExperts", Ops::kDispatchV2CombineV2, [](Scenario& s) { sharedExperts(s, 1, 2); }},
+      {"DispatchV3CombineV3", Ops::kDispatchV3CombineV3, [](Scenario& s) { specials(s), s.cfg.maskDims = 1; }},
+      {"DispatchV3CombineV3Elastic", Ops::kDispatchV3CombineV3,
+       [](Scenario& s) { specials(s), s.removedRanks = {1}, s.sharedX = SharedXShape::k3D; }},
+      {"DispatchV3CombineV3Tp", Ops::kDispatchV3CombineV3, [](Scenario& s) { tp2(s), s.cfg.maskDims = 2; }},
+  };
+  return all;
+}
+
+INSTANTIATE_TEST_SUITE_P(E2E, Siblings, ::testing::ValuesIn(siblingCases()),
+                         [](const ::testing::TestParamInfo<SiblingCase>& info) { return info.param.name; });
+
+}  // namespace
+}  // namespace moedist::testing

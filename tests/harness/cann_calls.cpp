@@ -5,7 +5,11 @@
 
 #include "acl/acl.h"
 #include "aclnn/aclnn_base.h"
+#include "aclnnop/aclnn_moe_distribute_combine_add_rms_norm.h"
 #include "aclnnop/aclnn_moe_distribute_combine_add_rms_norm_v2.h"
+#include "aclnnop/aclnn_moe_distribute_combine_v2.h"
+#include "aclnnop/aclnn_moe_distribute_combine_v3.h"
+#include "aclnnop/aclnn_moe_distribute_dispatch_v2.h"
 #include "aclnnop/aclnn_moe_distribute_dispatch_v3.h"
 
 namespace moedist::testing {
@@ -92,39 +96,88 @@ Status cannStatus(int code, const char* what) {
   }
 }
 
-Status cannDispatch(const CannRank& rank, const DispatchArgs& a) {
+Status cannDispatch(const CannRank& rank, const DispatchArgs& a, Ops ops) {
   Tensors t;
-  uint64_t workspaceSize = 0;
-  aclOpExecutor* executor = nullptr;
+  uint64_t ws = 0;
+  aclOpExecutor* ex = nullptr;
+  const char* alg = a.commAlg.empty() ? nullptr : a.commAlg.c_str();
+  if (dispatchV2(ops)) {
+    const aclnnStatus s = aclnnMoeDistributeDispatchV2GetWorkspaceSize(
+        t.make(a.x), t.make(a.expertIds), t.make(a.scales), t.make(a.xActiveMask), t.make(a.expertScales),
+        rank.groupEp.c_str(), rank.epWorldSize, rank.epRankId, a.moeExpertNum, rank.groupTp.c_str(), rank.tpWorldSize,
+        rank.tpRankId, a.expertShardType, a.sharedExpertNum, a.sharedExpertRankNum, a.quantMode, a.globalBs,
+        a.expertTokenNumsType, alg, t.make(a.expandX), t.make(a.dynamicScales), t.make(a.assistInfoForCombine),
+        t.make(a.expertTokenNums), t.make(a.epRecvCounts), t.make(a.tpRecvCounts), t.make(a.expandScales), &ws, &ex);
+    if (s != 0) return cannStatus(s, "aclnnMoeDistributeDispatchV2GetWorkspaceSize");
+    return execute(rank, ws, ex, aclnnMoeDistributeDispatchV2, "aclnnMoeDistributeDispatchV2");
+  }
   const aclnnStatus s = aclnnMoeDistributeDispatchV3GetWorkspaceSize(
       t.make(a.x), t.make(a.expertIds), t.make(a.scales), t.make(a.xActiveMask), t.make(a.expertScales),
       t.make(a.elasticInfo), rank.groupEp.c_str(), rank.epWorldSize, rank.epRankId, a.moeExpertNum,
       rank.groupTp.c_str(), rank.tpWorldSize, rank.tpRankId, a.expertShardType, a.sharedExpertNum,
-      a.sharedExpertRankNum, a.quantMode, a.globalBs, a.expertTokenNumsType,
-      a.commAlg.empty() ? nullptr : a.commAlg.c_str(), a.zeroExpertNum, a.copyExpertNum, a.constExpertNum,
-      t.make(a.expandX), t.make(a.dynamicScales), t.make(a.assistInfoForCombine), t.make(a.expertTokenNums),
-      t.make(a.epRecvCounts), t.make(a.tpRecvCounts), t.make(a.expandScales), &workspaceSize, &executor);
+      a.sharedExpertRankNum, a.quantMode, a.globalBs, a.expertTokenNumsType, alg, a.zeroExpertNum, a.copyExpertNum,
+      a.constExpertNum, t.make(a.expandX), t.make(a.dynamicScales), t.make(a.assistInfoForCombine),
+      t.make(a.expertTokenNums), t.make(a.epRecvCounts), t.make(a.tpRecvCounts), t.make(a.expandScales), &ws, &ex);
   if (s != 0) return cannStatus(s, "aclnnMoeDistributeDispatchV3GetWorkspaceSize");
-  return execute(rank, workspaceSize, executor, aclnnMoeDistributeDispatchV3, "aclnnMoeDistributeDispatchV3");
+  return execute(rank, ws, ex, aclnnMoeDistributeDispatchV3, "aclnnMoeDistributeDispatchV3");
 }
 
-Status cannCombine(const CannRank& rank, const CombineArgs& a) {
+Status cannCombine(const CannRank& rank, const CombineArgs& a, Ops ops) {
   Tensors t;
-  uint64_t workspaceSize = 0;
-  aclOpExecutor* executor = nullptr;
-  const aclnnStatus s = aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize(
-      t.make(a.expandX), t.make(a.expertIds), t.make(a.assistInfoForCombine), t.make(a.epSendCounts),
-      t.make(a.expertScales), t.make(a.residualX), t.make(a.gamma), t.make(a.tpSendCounts), t.make(a.xActiveMask),
-      t.make(a.activationScale), t.make(a.weightScale), t.make(a.groupList), t.make(a.expandScales),
-      t.make(a.sharedExpertX), t.make(a.elasticInfo), t.make(a.oriX), t.make(a.constExpertAlpha1),
-      t.make(a.constExpertAlpha2), t.make(a.constExpertV), rank.groupEp.c_str(), rank.epWorldSize, rank.epRankId,
-      a.moeExpertNum, rank.groupTp.c_str(), rank.tpWorldSize, rank.tpRankId, a.expertShardType, a.sharedExpertNum,
-      a.sharedExpertRankNum, a.globalBs, a.outDtype, a.commQuantMode, a.groupListType,
-      a.commAlg.empty() ? nullptr : a.commAlg.c_str(), a.normEps, a.zeroExpertNum, a.copyExpertNum, a.constExpertNum,
-      t.make(a.yOut), t.make(a.rstdOut), t.make(a.xOut), &workspaceSize, &executor);
-  if (s != 0) return cannStatus(s, "aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize");
-  return execute(rank, workspaceSize, executor, aclnnMoeDistributeCombineAddRmsNormV2,
-                 "aclnnMoeDistributeCombineAddRmsNormV2");
+  uint64_t ws = 0;
+  aclOpExecutor* ex = nullptr;
+  const char* alg = a.commAlg.empty() ? nullptr : a.commAlg.c_str();
+  const char* ep = rank.groupEp.c_str();
+  const char* tp = rank.groupTp.c_str();
+  aclnnStatus s = 0;
+  switch (ops) {
+    case Ops::kDispatchV3CombineAddRmsNormV2:
+      s = aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize(
+          t.make(a.expandX), t.make(a.expertIds), t.make(a.assistInfoForCombine), t.make(a.epSendCounts),
+          t.make(a.expertScales), t.make(a.residualX), t.make(a.gamma), t.make(a.tpSendCounts), t.make(a.xActiveMask),
+          t.make(a.activationScale), t.make(a.weightScale), t.make(a.groupList), t.make(a.expandScales),
+          t.make(a.sharedExpertX), t.make(a.elasticInfo), t.make(a.oriX), t.make(a.constExpertAlpha1),
+          t.make(a.constExpertAlpha2), t.make(a.constExpertV), ep, rank.epWorldSize, rank.epRankId, a.moeExpertNum, tp,
+          rank.tpWorldSize, rank.tpRankId, a.expertShardType, a.sharedExpertNum, a.sharedExpertRankNum, a.globalBs,
+          a.outDtype, a.commQuantMode, a.groupListType, alg, a.normEps, a.zeroExpertNum, a.copyExpertNum,
+          a.constExpertNum, t.make(a.yOut), t.make(a.rstdOut), t.make(a.xOut), &ws, &ex);
+      if (s != 0) return cannStatus(s, "aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize");
+      return execute(rank, ws, ex, aclnnMoeDistributeCombineAddRmsNormV2, "aclnnMoeDistributeCombineAddRmsNormV2");
+    case Ops::kDispatchV2CombineAddRmsNorm:
+      s = aclnnMoeDistributeCombineAddRmsNormGetWorkspaceSize(
+          t.make(a.expandX), t.make(a.expertIds), t.make(a.assistInfoForCombine), t.make(a.epSendCounts),
+          t.make(a.expertScales), t.make(a.residualX), t.make(a.gamma), t.make(a.tpSendCounts), t.make(a.xActiveMask),
+          t.make(a.activationScale), t.make(a.weightScale), t.make(a.groupList), t.make(a.expandScales),
+          t.make(a.sharedExpertX), ep, rank.epWorldSize, rank.epRankId, a.moeExpertNum, tp, rank.tpWorldSize,
+          rank.tpRankId, a.expertShardType, a.sharedExpertNum, a.sharedExpertRankNum, a.globalBs, a.outDtype,
+          a.commQuantMode, a.groupListType, alg, a.normEps, t.make(a.yOut), t.make(a.rstdOut), t.make(a.xOut), &ws,
+          &ex);
+      if (s != 0) return cannStatus(s, "aclnnMoeDistributeCombineAddRmsNormGetWorkspaceSize");
+      return execute(rank, ws, ex, aclnnMoeDistributeCombineAddRmsNorm, "aclnnMoeDistributeCombineAddRmsNorm");
+    case Ops::kDispatchV3CombineV3:
+      s = aclnnMoeDistributeCombineV3GetWorkspaceSize(
+          t.make(a.expandX), t.make(a.expertIds), t.make(a.assistInfoForCombine), t.make(a.epSendCounts),
+          t.make(a.expertScales), t.make(a.tpSendCounts), t.make(a.xActiveMask), t.make(a.activationScale),
+          t.make(a.weightScale), t.make(a.groupList), t.make(a.expandScales), t.make(a.sharedExpertX),
+          t.make(a.elasticInfo), t.make(a.oriX), t.make(a.constExpertAlpha1), t.make(a.constExpertAlpha2),
+          t.make(a.constExpertV), ep, rank.epWorldSize, rank.epRankId, a.moeExpertNum, tp, rank.tpWorldSize,
+          rank.tpRankId, a.expertShardType, a.sharedExpertNum, a.sharedExpertRankNum, a.globalBs, a.outDtype,
+          a.commQuantMode, a.groupListType, alg, a.zeroExpertNum, a.copyExpertNum, a.constExpertNum, t.make(a.xOut),
+          &ws, &ex);
+      if (s != 0) return cannStatus(s, "aclnnMoeDistributeCombineV3GetWorkspaceSize");
+      return execute(rank, ws, ex, aclnnMoeDistributeCombineV3, "aclnnMoeDistributeCombineV3");
+    case Ops::kDispatchV2CombineV2:
+      s = aclnnMoeDistributeCombineV2GetWorkspaceSize(
+          t.make(a.expandX), t.make(a.expertIds), t.make(a.assistInfoForCombine), t.make(a.epSendCounts),
+          t.make(a.expertScales), t.make(a.tpSendCounts), t.make(a.xActiveMask), t.make(a.activationScale),
+          t.make(a.weightScale), t.make(a.groupList), t.make(a.expandScales), t.make(a.sharedExpertX), ep,
+          rank.epWorldSize, rank.epRankId, a.moeExpertNum, tp, rank.tpWorldSize, rank.tpRankId, a.expertShardType,
+          a.sharedExpertNum, a.sharedExpertRankNum, a.globalBs, a.outDtype, a.commQuantMode, a.groupListType, alg,
+          t.make(a.xOut), &ws, &ex);
+      if (s != 0) return cannStatus(s, "aclnnMoeDistributeCombineV2GetWorkspaceSize");
+      return execute(rank, ws, ex, aclnnMoeDistributeCombineV2, "aclnnMoeDistributeCombineV2");
+  }
+  return Status(StatusCode::kInternal, "cannCombine: unknown operator pair");
 }
 
 }  // namespace moedist::testing

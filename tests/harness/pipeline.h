@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "harness/cann_calls.h"
 #include "moedist/ops.h"
 #include "support/scenario.h"
 
@@ -22,8 +23,9 @@ enum class Api {
 
 struct RunOptions {
   Api api = Api::kCpp;
-  int kernelThreads = 1;  // kCpp only (the CANN API takes it from MOEDIST_KERNEL_THREADS)
-  std::string kernels;    // CommOptions::kernels: "" (default), "cpu" or "ref"
+  Ops ops = Ops::kDispatchV3CombineAddRmsNormV2;  // the siblings run through the CANN API only
+  int kernelThreads = 1;                          // kCpp only (the CANN API takes it from MOEDIST_KERNEL_THREADS)
+  std::string kernels;                            // CommOptions::kernels: "" (default), "cpu" or "ref"
   std::chrono::milliseconds timeout{120000};
   int layers = 1;                // dispatch -> FFN -> combine repeated on the same communicators, each one checked
   bool warmupDispatch = false;   // one extra dispatch of all ranks without elasticInfo first (the seed example)

@@ -728,6 +728,11 @@ std::optional<std::string> combine(const Config& cfg, const DispatchInputs& disp
           for (int64_t h = 0; h < H; ++h)
             acc[static_cast<size_t>(h)] = acc[static_cast<size_t>(h)] + bf16ToFloat(sx[h]);
         }
+        if (!cfg.addRmsNorm) {  // CombineV2/V3: the sum itself, rounded to bf16 (SPEC 9)
+          for (int64_t h = 0; h < H; ++h)
+            o.xOut[static_cast<size_t>(b * H + h)] = floatToBf16(acc[static_cast<size_t>(h)]);
+          continue;
+        }
         const uint16_t* res = ci.residualX.data() + b * H;
         for (int64_t h = 0; h < H; ++h) {
           const float xv = acc[static_cast<size_t>(h)] + bf16ToFloat(res[h]);

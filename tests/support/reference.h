@@ -34,6 +34,7 @@ struct Config {
   float normEps = 1e-6f;
   std::vector<int32_t> elasticInfo;  // empty: not given; else 4 + 2W int32 (SPEC section 5)
   int maskDims = 0;                  // 0: no xActiveMask, 1: (Bs,), 2: (Bs, K)
+  bool addRmsNorm = true;            // false: CombineV2/V3 (SPEC 9): xOut = bf16(acc), no residual and no RmsNorm
 };
 
 struct DispatchInput {  // one rank
