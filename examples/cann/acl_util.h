@@ -3,6 +3,9 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <functional>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "acl/acl.h"
@@ -61,3 +64,27 @@ class DeviceTensor {
   size_t bytes_ = 0;
   aclTensor* tensor_ = nullptr;
 };
+
+// Runs runRank(d, &line) on one thread per device (a non-zero return is a failure), then, when every device
+// succeeded, prints the digest line of each device that `printed` selects (all when it is empty), in device order.
+// Returns false, after naming the failed devices, when any device failed.
+inline bool runDevices(int numDevices, const std::function<int(int, std::string*)>& runRank,
+                       const std::function<bool(int)>& printed = {}) {
+  std::vector<std::string> lines(static_cast<size_t>(numDevices));
+  std::vector<int> results(static_cast<size_t>(numDevices), 1);
+  std::vector<std::thread> threads;
+  for (int d = 0; d < numDevices; ++d)
+    threads.emplace_back([&, d] { results[static_cast<size_t>(d)] = runRank(d, &lines[static_cast<size_t>(d)]); });
+  for (auto& t : threads) t.join();
+  bool ok = true;
+  for (int d = 0; d < numDevices; ++d) {
+    if (results[static_cast<size_t>(d)] != 0) {
+      std::fprintf(stderr, "[ERROR] device %d failed\n", d);
+      ok = false;
+    }
+  }
+  if (!ok) return false;
+  for (int d = 0; d < numDevices; ++d)
+    if (!printed || printed(d)) std::printf("%s\n", lines[static_cast<size_t>(d)].c_str());
+  return true;
+}

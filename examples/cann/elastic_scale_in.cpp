@@ -8,7 +8,6 @@
 // after the join, one line per survivor in physical rank order; the test suite compares them with the reference
 // model.
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "acl_util.h"
@@ -158,24 +157,8 @@ int main() {
     args[d].tpComm = tpComms[d];
   }
 
-  std::vector<std::string> lines(kDevices);
-  std::vector<int> results(kDevices, 1);
-  std::vector<std::thread> threads;
-  for (int d = 0; d < kDevices; ++d) threads.emplace_back([&, d] { results[d] = runRank(args[d], &lines[d]); });
-  for (auto& t : threads) t.join();
-
-  bool ok = true;
-  for (int d = 0; d < kDevices; ++d) {
-    if (results[d] != 0) {
-      std::fprintf(stderr, "[ERROR] device %d failed\n", d);
-      ok = false;
-    }
-  }
-  if (ok) {
-    for (int d = 0; d < kDevices; ++d) {
-      if (elasticSurvivor(d)) std::printf("%s\n", lines[d].c_str());
-    }
-  }
+  const bool ok = runDevices(
+      kDevices, [&](int d, std::string* line) { return runRank(args[d], line); }, elasticSurvivor);
 
   for (int32_t d = 0; d < kDevices; ++d) {
     CHECK(HcclCommDestroy(epComms[d]));
