@@ -641,6 +641,9 @@ Status validateCombine(const CombineCall& call, Geometry* geo) {
   MOEDIST_RETURN_IF_ERROR(f.range("sharedExpertRankNum", a.sharedExpertRankNum, 0, g.W - 1));
   MOEDIST_RETURN_IF_ERROR(f.range("moeExpertNum", a.moeExpertNum, 1, 1024));
   if (a.commQuantMode != 0 && a.commQuantMode != 2) return f.invalid("commQuantMode", "0 or 2", a.commQuantMode);
+  // moedist: the int8 transport of SPEC 3.7 is defined for bf16 rows only (CombineV2/V3 with fp16 have no kernel).
+  if (a.commQuantMode == 2 && xt == DType::kFloat16)
+    return f.invalid("commQuantMode", "0 with an fp16 expandX (int8 transport needs bf16 rows)", a.commQuantMode);
   g.M = a.moeExpertNum;
   g.Srank = a.sharedExpertRankNum;
   g.S = (g.Srank == 0 && a.sharedExpertNum == 1) ? 0 : a.sharedExpertNum;

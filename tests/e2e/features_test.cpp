@@ -222,6 +222,12 @@ const std::vector<SiblingCase>& siblingCases() {
       {"DispatchV3CombineV3Elastic", Ops::kDispatchV3CombineV3,
        [](Scenario& s) { specials(s), s.removedRanks = {1}, s.sharedX = SharedXShape::k3D; }},
       {"DispatchV3CombineV3Tp", Ops::kDispatchV3CombineV3, [](Scenario& s) { tp2(s), s.cfg.maskDims = 2; }},
+      // fp16 x: CombineV2/V3 take and return fp16 rows (SPEC 9); the TP reduce adds in fp16 (SPEC 10.12).
+      {"DispatchV3CombineV3Fp16", Ops::kDispatchV3CombineV3,
+       [](Scenario& s) { s.cfg.fp16 = true, specials(s), s.sharedX = SharedXShape::k2D, s.cfg.maskDims = 1; }},
+      {"DispatchV3CombineV3Fp16Tp", Ops::kDispatchV3CombineV3, [](Scenario& s) { s.cfg.fp16 = true, tp2(s); }},
+      {"DispatchV2CombineV2Fp16Quant", Ops::kDispatchV2CombineV2,
+       [](Scenario& s) { s.cfg.fp16 = true, s.cfg.quantMode = 2, sharedExperts(s, 1, 2); }},
   };
   return all;
 }

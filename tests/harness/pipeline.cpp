@@ -164,10 +164,11 @@ std::string RunResult::summary() const {
   return os.str();
 }
 
-RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
+RunResult runScenario(const Scenario& given, const RunOptions& options) {
   RunResult result;
-  ref::Config cfg = scenario.config();
-  cfg.addRmsNorm = combineAddsRmsNorm(options.ops);
+  Scenario scenario = given;
+  scenario.cfg.addRmsNorm = combineAddsRmsNorm(options.ops);  // decides the combine's dtype and outputs
+  const ref::Config cfg = scenario.config();
   if (options.ops != Ops::kDispatchV3CombineAddRmsNormV2 && options.api != Api::kCann) {
     result.failures.push_back("the sibling operators are only in the CANN API: use Api::kCann");
     return result;
@@ -175,6 +176,7 @@ RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
   const int W = cfg.W, G = scenario.numGroups(), H = cfg.H, K = cfg.K;
   const bool quant = cfg.quantMode == 2;
   const DType xType = cfg.fp16 ? DType::kFloat16 : DType::kBFloat16;
+  const DType rowType = ref::combineFp16(cfg) ? DType::kFloat16 : DType::kBFloat16;  // combine's 16-bit rows
   const int64_t expandElem = quant ? 1 : 2;
 
   // The oracle.
@@ -324,7 +326,7 @@ RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
       c.commQuantMode = cfg.commQuantMode;
       c.normEps = cfg.normEps;
       r.ffnRows.assign(static_cast<size_t>(rows * H), 0);
-      c.expandX = TensorView(r.ffnRows.data(), DType::kBFloat16, {rows, H});
+      c.expandX = TensorView(r.ffnRows.data(), rowType, {rows, H});
       c.expertIds = d.expertIds;
       c.xActiveMask = d.xActiveMask;
       c.elasticInfo = d.elasticInfo;
@@ -335,14 +337,13 @@ RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
       c.residualX = makeInput(r.residual, ci.residualX, {Bs, 1, H}, DType::kBFloat16, strided);
       c.gamma = makeInput(r.gamma, ci.gamma, {H}, DType::kBFloat16, strided);
       if (!ci.sharedExpertX.empty())
-        c.sharedExpertX =
-            makeInput(r.sharedX, ci.sharedExpertX, scenario.sharedExpertXShape(e), DType::kBFloat16, strided);
-      if (!ci.oriX.empty()) c.oriX = makeInput(r.oriX, ci.oriX, {Bs, H}, DType::kBFloat16, strided);
+        c.sharedExpertX = makeInput(r.sharedX, ci.sharedExpertX, scenario.sharedExpertXShape(e), rowType, strided);
+      if (!ci.oriX.empty()) c.oriX = makeInput(r.oriX, ci.oriX, {Bs, H}, rowType, strided);
       if (!ci.alpha1.empty()) {
         const int64_t Q = static_cast<int64_t>(ci.alpha1.size());
-        c.constExpertAlpha1 = makeInput(r.alpha1, ci.alpha1, {Q}, DType::kBFloat16, false);
-        c.constExpertAlpha2 = makeInput(r.alpha2, ci.alpha2, {Q}, DType::kBFloat16, false);
-        c.constExpertV = makeInput(r.constV, ci.constV, {Q, H}, DType::kBFloat16, strided);
+        c.constExpertAlpha1 = makeInput(r.alpha1, ci.alpha1, {Q}, rowType, false);
+        c.constExpertAlpha2 = makeInput(r.alpha2, ci.alpha2, {Q}, rowType, false);
+        c.constExpertV = makeInput(r.constV, ci.constV, {Q, H}, rowType, strided);
       }
       r.yOut.resize(static_cast<size_t>(Bs * H));
       r.xOut.resize(static_cast<size_t>(Bs * H));
@@ -350,7 +351,7 @@ RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
       c.yOut = TensorView(r.yOut.data(), DType::kBFloat16, {Bs, 1, H});
       c.rstdOut = TensorView(r.rstd.data(), DType::kFloat32, {Bs, 1, 1});
       c.xOut = cfg.addRmsNorm ? TensorView(r.xOut.data(), DType::kBFloat16, {Bs, 1, H})
-                              : TensorView(r.xOut.data(), DType::kBFloat16, {Bs, H});  // CombineV2/V3
+                              : TensorView(r.xOut.data(), rowType, {Bs, H});  // CombineV2/V3
     }
   }
 

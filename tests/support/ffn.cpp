@@ -44,7 +44,7 @@ std::vector<uint16_t> expertFfn(const FfnRank& rank, const void* expandX, const 
         v = rank.fp16 ? ref::fp16ToFloat(bits) : ref::bf16ToFloat(bits);
       }
       const float y = v * c;
-      out[static_cast<size_t>(i * H + h)] = ref::floatToBf16(y);
+      out[static_cast<size_t>(i * H + h)] = rank.outFp16 ? ref::floatToFp16(y) : ref::floatToBf16(y);
     }
   }
   return out;
@@ -55,6 +55,7 @@ FfnRank ffnRankFor(const ref::Config& cfg, int epRank, int tpIdx) {
   r.H = cfg.H;
   r.fp16 = cfg.fp16;
   r.int8 = cfg.quantMode == 2;
+  r.outFp16 = ref::combineFp16(cfg);
   r.tp2 = cfg.tp == 2;
   r.tpIdx = r.tp2 ? tpIdx : 0;
   const int srank = cfg.sharedExpertRankNum;

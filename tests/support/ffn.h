@@ -4,7 +4,8 @@
 // Formula. For row i of a rank's dispatch expandX (all numRows = Nown + Npeer rows are processed):
 //   v_h   = f(x_h)                                   bf16 / fp16 rows, exact widening
 //         = fl(float(q_h) * dynamicScales[i])        int8 rows (quantMode 2)
-//   out_h = bf16(fl(v_h * c))                        round to nearest even
+//   out_h = bf16(fl(v_h * c))                        round to nearest even (fp16 when the combine is CombineV2/V3
+//                                                    with an fp16 x: ref::combineFp16)
 //   c     = fl(base * share)
 //   base  = 0.5                                       on a shared-expert rank
 //         = 1 + 0.125 * (le mod 8)                    on a MoE rank, le = local expert of row i
@@ -26,6 +27,7 @@ struct FfnRank {
   int H = 0;
   bool fp16 = false;        // dtype of the dispatch x (rows are bf16 unless this is set); ignored with int8
   bool int8 = false;        // quantMode 2: rows are int8 with one fp32 dynamic scale each
+  bool outFp16 = false;     // return fp16 rows (else bf16)
   bool sharedRank = false;  // a shared-expert rank (role after elastic scale-in)
   int numLocalExperts = 1;  // L on MoE ranks, 1 on shared ranks
   int numSourceRanks = 1;   // W_eff: receive blocks per local expert in epRecvCounts
@@ -38,7 +40,7 @@ float ffnCoefficient(const FfnRank& rank, int localExpert);
 
 // Runs the FFN on numRows rows. expandX: numRows*H elements (uint16 bf16/fp16 bits, or int8); dynamicScales:
 // numRows floats (int8 only, else may be null); epRecvCounts: the rank's epRecvCounts (at least numLocalExperts *
-// numSourceRanks entries when numLocalExperts > 1, else unused). Returns numRows*H bf16 values.
+// numSourceRanks entries when numLocalExperts > 1, else unused). Returns numRows*H bf16 (or fp16) values.
 std::vector<uint16_t> expertFfn(const FfnRank& rank, const void* expandX, const float* dynamicScales, int64_t numRows,
                                 const int32_t* epRecvCounts);
 

@@ -520,6 +520,12 @@ std::optional<std::string> combine(const Config& cfg, const DispatchInputs& disp
   if (auto err = buildTopo("combine", cfg, dispatchIn, &t)) return err;
   const int64_t H = t.H, K = t.K, KS = t.KS();
   if (cfg.commQuantMode == 2 && t.tp2) return std::string("combine: commQuantMode 2 needs tp <= 1");
+  const bool half = combineFp16(cfg);  // the 16-bit inputs and xOut are fp16 (else bf16)
+  if (cfg.commQuantMode == 2 && half) return std::string("combine: commQuantMode 2 needs bf16 rows (SPEC 3.7)");
+  auto wide = [half](uint16_t bits) { return half ? fp16ToFloat(bits) : bf16ToFloat(bits); };
+  // Rounding of an fp32 value. For the fp16 TP reduce (SPEC 10.12: the exactly rounded fp16 sum), rounding the fp32
+  // sum again is exact: fp32 has 24 >= 2*11 + 2 bits, so double rounding of a sum is innocuous.
+  auto narrow = [half](float v) { return half ? floatToFp16(v) : floatToBf16(v); };
   if (static_cast<int>(in.size()) != t.G)
     return "combine: expected inputs for " + std::to_string(t.G) + " EP group(s), got " + std::to_string(in.size());
   for (int g = 0; g < t.G; ++g)
@@ -624,8 +630,8 @@ std::optional<std::string> combine(const Config& cfg, const DispatchInputs& disp
         if (t.tp2) {
           const uint16_t* other = peer->expandX.data() + (nPeer + i) * H;
           for (int64_t h = 0; h < H; ++h) {
-            const float sum = bf16ToFloat(self[h]) + bf16ToFloat(other[h]);
-            red[static_cast<size_t>(h)] = floatToBf16(sum);
+            const float sum = wide(self[h]) + wide(other[h]);
+            red[static_cast<size_t>(h)] = narrow(sum);
           }
         } else if (cfg.commQuantMode == 2) {
           commQuantRoundTrip(self, H, red.data());
@@ -692,7 +698,7 @@ std::optional<std::string> combine(const Config& cfg, const DispatchInputs& disp
           if (e < M) {
             const uint16_t* r = rt.data() + (b * KS + k) * H;
             for (int64_t h = 0; h < H; ++h) {
-              const float term = bf16ToFloat(r[h]) * w;
+              const float term = wide(r[h]) * w;
               acc[static_cast<size_t>(h)] = acc[static_cast<size_t>(h)] + term;
             }
           } else if (e < M + static_cast<uint32_t>(t.Z)) {
@@ -700,18 +706,18 @@ std::optional<std::string> combine(const Config& cfg, const DispatchInputs& disp
           } else if (e < M + static_cast<uint32_t>(t.Z + t.C)) {
             const uint16_t* ox = ci.oriX.data() + b * H;
             for (int64_t h = 0; h < H; ++h) {
-              const float term = bf16ToFloat(ox[h]) * w;
+              const float term = wide(ox[h]) * w;
               acc[static_cast<size_t>(h)] = acc[static_cast<size_t>(h)] + term;
             }
           } else if (e < M + static_cast<uint32_t>(t.Z + t.C + t.Q)) {
             const int64_t c = static_cast<int64_t>(e - (M + static_cast<uint32_t>(t.Z + t.C)));
             const uint16_t* ox = ci.oriX.data() + b * H;
             const uint16_t* vv = ci.constV.data() + c * H;
-            const float a1 = bf16ToFloat(ci.alpha1[static_cast<size_t>(c)]);
-            const float a2 = bf16ToFloat(ci.alpha2[static_cast<size_t>(c)]);
+            const float a1 = wide(ci.alpha1[static_cast<size_t>(c)]);
+            const float a2 = wide(ci.alpha2[static_cast<size_t>(c)]);
             for (int64_t h = 0; h < H; ++h) {
-              const float p1 = bf16ToFloat(ox[h]) * a1;
-              const float p2 = bf16ToFloat(vv[h]) * a2;
+              const float p1 = wide(ox[h]) * a1;
+              const float p2 = wide(vv[h]) * a2;
               const float tmp = p1 + p2;
               const float term = tmp * w;
               acc[static_cast<size_t>(h)] = acc[static_cast<size_t>(h)] + term;
@@ -721,16 +727,14 @@ std::optional<std::string> combine(const Config& cfg, const DispatchInputs& disp
         }
         for (int64_t j = 0; j < t.S; ++j) {
           const uint16_t* r = rt.data() + (b * KS + K + j) * H;
-          for (int64_t h = 0; h < H; ++h) acc[static_cast<size_t>(h)] = acc[static_cast<size_t>(h)] + bf16ToFloat(r[h]);
+          for (int64_t h = 0; h < H; ++h) acc[static_cast<size_t>(h)] = acc[static_cast<size_t>(h)] + wide(r[h]);
         }
         if (!ci.sharedExpertX.empty()) {
           const uint16_t* sx = ci.sharedExpertX.data() + b * H;
-          for (int64_t h = 0; h < H; ++h)
-            acc[static_cast<size_t>(h)] = acc[static_cast<size_t>(h)] + bf16ToFloat(sx[h]);
+          for (int64_t h = 0; h < H; ++h) acc[static_cast<size_t>(h)] = acc[static_cast<size_t>(h)] + wide(sx[h]);
         }
-        if (!cfg.addRmsNorm) {  // CombineV2/V3: the sum itself, rounded to bf16 (SPEC 9)
-          for (int64_t h = 0; h < H; ++h)
-            o.xOut[static_cast<size_t>(b * H + h)] = floatToBf16(acc[static_cast<size_t>(h)]);
+        if (!cfg.addRmsNorm) {  // CombineV2/V3: the sum itself, rounded to the rows' dtype (SPEC 9)
+          for (int64_t h = 0; h < H; ++h) o.xOut[static_cast<size_t>(b * H + h)] = narrow(acc[static_cast<size_t>(h)]);
           continue;
         }
         const uint16_t* res = ci.residualX.data() + b * H;

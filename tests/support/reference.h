@@ -34,8 +34,14 @@ struct Config {
   float normEps = 1e-6f;
   std::vector<int32_t> elasticInfo;  // empty: not given; else 4 + 2W int32 (SPEC section 5)
   int maskDims = 0;                  // 0: no xActiveMask, 1: (Bs,), 2: (Bs, K)
-  bool addRmsNorm = true;            // false: CombineV2/V3 (SPEC 9): xOut = bf16(acc), no residual and no RmsNorm
+  bool addRmsNorm = true;            // false: CombineV2/V3 (SPEC 9): xOut = round(acc), no residual and no RmsNorm
 };
+
+// The format of combine's 16-bit inputs (expandX, sharedExpertX, oriX, constExpertAlpha1/Alpha2/V) and of xOut:
+// CombineV2/V3 work in x's dtype (bf16 or fp16, SPEC 9); the AddRmsNorm combines in bf16.
+inline bool combineFp16(const Config& c) {
+  return !c.addRmsNorm && c.fp16;
+}
 
 struct DispatchInput {  // one rank
   int Bs = 0;
@@ -58,17 +64,17 @@ struct DispatchOutput {                  // one rank: written prefixes
 };
 
 struct CombineInput {                 // one rank; expert-side tensors are what dispatch produced (after the expert FFN)
-  std::vector<uint16_t> expandX;      // >= numRows * H bf16 rows
+  std::vector<uint16_t> expandX;      // >= numRows * H rows (bf16, or fp16 when combineFp16)
   std::vector<int32_t> assistInfo;    // dispatch's assistInfo prefix (3 * Nown)
   std::vector<int32_t> epSendCounts;  // dispatch's epRecvCounts prefix
   std::vector<int32_t> tpSendCounts;  // dispatch's tpRecvCounts (2 entries with tp == 2)
   std::vector<float> expertScales;    // Bs*K
   std::vector<uint16_t> residualX;    // Bs*H bf16
   std::vector<uint16_t> gamma;        // H bf16
-  std::vector<uint16_t> sharedExpertX;   // Bs*H bf16 or empty
-  std::vector<uint16_t> oriX;            // Bs*H bf16 or empty
-  std::vector<uint16_t> alpha1, alpha2;  // Q bf16 or empty
-  std::vector<uint16_t> constV;          // Q*H bf16 or empty
+  std::vector<uint16_t> sharedExpertX;   // Bs*H bf16 (fp16 when combineFp16) or empty
+  std::vector<uint16_t> oriX;            // Bs*H bf16 (fp16 when combineFp16) or empty
+  std::vector<uint16_t> alpha1, alpha2;  // Q bf16 (fp16 when combineFp16) or empty
+  std::vector<uint16_t> constV;          // Q*H bf16 (fp16 when combineFp16) or empty
 };
 
 struct CombineOutput {  // one rank
@@ -76,7 +82,7 @@ struct CombineOutput {  // one rank
   std::vector<uint8_t> written;  // Bs flags: token t's rows of yOut, rstdOut, xOut were written
   std::vector<uint16_t> yOut;    // Bs*H bf16 (rows of unwritten tokens are unspecified here)
   std::vector<float> rstdOut;    // Bs
-  std::vector<uint16_t> xOut;    // Bs*H bf16
+  std::vector<uint16_t> xOut;    // Bs*H bf16 (fp16 when combineFp16)
 };
 
 using DispatchInputs = std::vector<std::vector<DispatchInput>>;  // [tpIdx][epRank]

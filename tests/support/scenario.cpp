@@ -308,6 +308,7 @@ ref::CombineInputs Scenario::makeCombineInputs(const ref::DispatchOutputs& dispa
                                                const FfnOutputs& ffnOut) const {
   const ref::Config c = config();
   const int W = c.W, K = c.K, H = c.H, G = numGroups();
+  const bool half = ref::combineFp16(c);  // CombineV2/V3 with an fp16 x take fp16 rows
   ref::DispatchInputs din;
   if (oriX) din = makeDispatchInputs();
   if (static_cast<int>(dispatchOut.size()) != G || static_cast<int>(ffnOut.size()) != G)
@@ -340,21 +341,21 @@ ref::CombineInputs Scenario::makeCombineInputs(const ref::DispatchOutputs& dispa
       if (sharedX != SharedXShape::kNone) {
         Rng rs = streamRng(seed, kSharedX, g, p);
         ci.sharedExpertX.resize(BsH);
-        for (uint16_t& v : ci.sharedExpertX) v = ref::floatToBf16(rs.normalish());
+        for (uint16_t& v : ci.sharedExpertX) v = toBits(half, rs.normalish());
       }
       if (oriX) {
         const auto& x = din[static_cast<size_t>(g)][static_cast<size_t>(p)].x;
         ci.oriX.resize(BsH);
-        for (size_t i = 0; i < BsH; ++i) ci.oriX[i] = c.fp16 ? ref::floatToBf16(ref::fp16ToFloat(x[i])) : x[i];
+        for (size_t i = 0; i < BsH; ++i) ci.oriX[i] = c.fp16 && !half ? ref::floatToBf16(ref::fp16ToFloat(x[i])) : x[i];
       }
       if (constTensors) {
         Rng rc = streamRng(seed, kConst, 0, 0);  // the same constants on every rank
         ci.alpha1.resize(static_cast<size_t>(c.Q));
         ci.alpha2.resize(static_cast<size_t>(c.Q));
         ci.constV.resize(static_cast<size_t>(c.Q) * static_cast<size_t>(H));
-        for (uint16_t& v : ci.alpha1) v = ref::floatToBf16(rc.normalish());
-        for (uint16_t& v : ci.alpha2) v = ref::floatToBf16(rc.normalish());
-        for (uint16_t& v : ci.constV) v = ref::floatToBf16(rc.normalish());
+        for (uint16_t& v : ci.alpha1) v = toBits(half, rc.normalish());
+        for (uint16_t& v : ci.alpha2) v = toBits(half, rc.normalish());
+        for (uint16_t& v : ci.constV) v = toBits(half, rc.normalish());
       }
     }
   }

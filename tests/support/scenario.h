@@ -62,7 +62,7 @@ struct Scenario {
 
   // Combine optional tensors.
   SharedXShape sharedX = SharedXShape::kNone;
-  bool oriX = false;          // pass oriX (x rounded to bf16); needed when C > 0 or Q > 0
+  bool oriX = false;          // pass oriX (x in the combine's dtype, ref::combineFp16); needed when C > 0 or Q > 0
   bool constTensors = false;  // pass constExpertAlpha1/Alpha2/V; needed when Q > 0
 
   // Derived values.

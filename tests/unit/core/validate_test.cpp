@@ -1041,6 +1041,7 @@ const std::vector<CCase>& combineCases() {
       {"MoeExpertNum1025", seedCombine, [](CSetup& s) { s.a.moeExpertNum = 1025; }, kVal, "moeExpertNum"},
       {"CommQuantMode1", seedCombine, [](CSetup& s) { s.a.commQuantMode = 1; }, kVal, "commQuantMode"},
       {"CommQuantMode3", sharedCombine, [](CSetup& s) { s.a.commQuantMode = 3; }, kVal, "commQuantMode"},
+      {"CommQuantFp16", v3Combine, [](CSetup& s) { s.a.commQuantMode = 2; }, kVal, "commQuantMode"},
       // step 3: ranks of tensors, reserved tensors
       {"ExpandX3D", seedCombine, [](CSetup& s) { s.a.expandX = T(BF, {64, 1, 7168}); }, kVal, "expandX"},
       {"ExpertIds1D", seedCombine, [](CSetup& s) { s.a.expertIds = T(I32, {24}); }, kVal, "expertIds"},
