@@ -53,6 +53,9 @@ class Engine {
   // Between open() and close(): a participant's header, and the base address of its region `region` when this
   // engine can address peer memory directly (nullptr otherwise; then use read()). Own rank included.
   virtual std::span<const std::byte> peerHeader(int peer) const = 0;
+  // Whether peerRegion() addresses every region of every participant of the open call. Only then may core read
+  // peer memory from kernel worker threads; else it reads row by row through read() on the calling thread.
+  virtual bool mapped() const = 0;
   virtual const std::byte* peerRegion(int peer, int region) const = 0;
   virtual size_t peerRegionBytes(int peer, int region) const = 0;
   // Copies `bytes` bytes at `offset` of a participant's region into dst. Core calls it from the calling thread

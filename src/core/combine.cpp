@@ -124,7 +124,9 @@ class CombineRun {
     const int64_t counts[2] = {numOwn_, numPeer};
     header.append(std::span<const int64_t>(counts));
     const size_t rowBytes = static_cast<size_t>(geo_.H) * 2;
-    const comm::Region regions[] = {{in_.expandX.data(), in_.expandX.size()}};
+    // The peer reads rows [numOwn_, numOwn_ + numPeer): publish the prefix up to there.
+    const size_t used = local.ok() ? static_cast<size_t>(numOwn_ + numPeer) * rowBytes : 0;
+    const comm::Region regions[] = {{in_.expandX.data(), std::min(in_.expandX.size(), used)}};
     const int pair[] = {0, 1};
     OpenCall open(op_, engine, tp.timeout);
     MOEDIST_RETURN_IF_ERROR(open.open(pair, header.bytes(), regions));
@@ -183,6 +185,7 @@ class CombineRun {
 
   std::span<const int32_t> sourceOffsets() const { return sourceOffsets_; }
   std::span<const IndexEntry> index() const { return index_; }
+  int64_t numOwn() const { return numOwn_; }
 
   // Source side, step 1: which peer row serves each expected slot; every expected slot exactly once.
   Status collect(comm::Engine& engine, const RoutingPlan& plan) {
@@ -257,7 +260,7 @@ class CombineRun {
     const int64_t H = geo_.H, KS = slotsPerToken(), K = geo_.K;
     const bool quant = a_.commQuantMode == 2;
     const int64_t groups = kernels::commQuantGroups(H);
-    const bool mapped = engine.peerRegion(engine.rank(), kRegionRows) != nullptr;
+    const bool mapped = engine.mapped();
     const bool addNorm = isAddRmsNorm(op_);
     const float invH = 1.0f / static_cast<float>(H);
     const size_t rowBytes = static_cast<size_t>(H) * (quant ? 1 : 2);
@@ -428,9 +431,14 @@ Status combine(RankContext& ep, RankContext* tp, const CombineCall& call, std::s
 
   Header header(sig, local);
   if (local.ok()) header.append(run.sourceOffsets());
-  const comm::Region regions[kNumCombineRegions] = {{rows, rowsBytes},
-                                                    {run.index().data(), run.index().size_bytes()},
-                                                    {quantScales.data(), quantScales.size_bytes()}};
+  // Publish the Nown rows that peers read, not the tensors' whole capacity (an engine may stage what it publishes).
+  const size_t numOwn = local.ok() ? static_cast<size_t>(run.numOwn()) : 0;
+  const size_t groups = static_cast<size_t>(kernels::commQuantGroups(geo.H));
+  rowsBytes = std::min(rowsBytes, numOwn * static_cast<size_t>(geo.H) * (a.commQuantMode == 2 ? 1 : 2));
+  const comm::Region regions[kNumCombineRegions] = {
+      {rows, rowsBytes},
+      {run.index().data(), run.index().size_bytes()},
+      {quantScales.data(), std::min(quantScales.size_bytes(), numOwn * groups * 2)}};
   OpenCall open(call.op, *ep.engine, ep.timeout);
   Status s = open.open(topo.participants, header.bytes(), regions);
   if (s.ok()) s = agree(call.op, *ep.engine, topo.participants, local);

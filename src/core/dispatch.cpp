@@ -113,7 +113,7 @@ class DispatchRun {
     auto* out = static_cast<std::byte*>(a_.expandX.data());
     auto* triples = a_.assistInfoForCombine.ptr<int32_t>();
     float* dynScales = quant ? a_.dynamicScales.ptr<float>() : nullptr;
-    const bool mapped = engine_.peerRegion(engine_.rank(), kRegionX) != nullptr;
+    const bool mapped = engine_.mapped();
     const int64_t moeBase = S + (topo_.self - topo_.Srank) * topo_.L;  // smooth-scale row of local expert 0
 
     Status status;

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <utility>
 
+#include "comm/checks.h"
 #include "util/check.h"
 
 namespace moedist::comm::inproc {
@@ -66,20 +67,8 @@ NameTable& nameTable() {
   return *table;
 }
 
-std::string joinRanks(const std::vector<int>& ranks) {
-  std::string s;
-  for (size_t i = 0; i < ranks.size(); ++i) {
-    if (i > 0) s += ", ";
-    s += std::to_string(ranks[i]);
-  }
-  return s;
-}
-
-// "call #3 over all 8 ranks", "call #0 over ranks 0, 1, 6, 7"
 std::string describeCall(const CallState& call, int worldSize) {
-  std::string s = "call #" + std::to_string(call.seq) + " over ";
-  if (call.size() == worldSize) return s + "all " + std::to_string(worldSize) + " ranks";
-  return s + (call.size() == 1 ? "rank " : "ranks ") + joinRanks(call.participants);
+  return comm::describeCall(call.seq, call.participants, worldSize);
 }
 
 long long msSince(Clock::time_point start) {
@@ -159,32 +148,7 @@ Status InprocEngine::open(std::span<const int> participants, std::span<const std
   const Clock::time_point start = Clock::now();
   const int worldSize = group_->size;
   if (call_) return invalid(prefix() + "open() called while a call is still open; close() it first");
-  if (participants.empty()) return invalid(prefix() + "open() got an empty participant list");
-  for (size_t i = 0; i < participants.size(); ++i) {
-    const int p = participants[i];
-    if (p < 0 || p >= worldSize) {
-      return invalid(prefix() + "participant " + std::to_string(p) + " (index " + std::to_string(i) +
-                     ") is outside [0, " + std::to_string(worldSize) + ")");
-    }
-    if (i > 0 && p <= participants[i - 1]) {
-      return invalid(prefix() + "participants must be sorted and unique, got " + std::to_string(participants[i - 1]) +
-                     " then " + std::to_string(p) + " at index " + std::to_string(i));
-    }
-  }
-  if (!std::binary_search(participants.begin(), participants.end(), rank_)) {
-    return invalid(prefix() + "participants (" + joinRanks(Participants(participants.begin(), participants.end())) +
-                   ") do not include this rank");
-  }
-  if (regions.size() > static_cast<size_t>(kMaxRegions)) {
-    return invalid(prefix() + "open() got " + std::to_string(regions.size()) + " regions, at most " +
-                   std::to_string(kMaxRegions) + " are allowed");
-  }
-  for (size_t i = 0; i < regions.size(); ++i) {
-    if (regions[i].data == nullptr && regions[i].bytes > 0) {
-      return invalid(prefix() + "region " + std::to_string(i) + " has " + std::to_string(regions[i].bytes) +
-                     " bytes but a null address");
-    }
-  }
+  MOEDIST_RETURN_IF_ERROR(checkOpen(prefix(), participants, rank_, worldSize, regions));
 
   // From here on the attempt counts as a call with this participant list, whether it succeeds or not.
   Participants key(participants.begin(), participants.end());
@@ -279,19 +243,10 @@ Status InprocEngine::read(int peer, int region, size_t offset, void* dst, size_t
                    describeCall(*call_, group_->size));
   }
   const CallState::Slot& s = call_->slots[static_cast<size_t>(slot)];
-  if (region < 0 || region >= s.numRegions) {
-    return invalid(prefix() + "read() of region " + std::to_string(region) + " of rank " + std::to_string(peer) +
-                   ", which published " + std::to_string(s.numRegions) + " region(s)");
-  }
-  const Region& r = s.regions[static_cast<size_t>(region)];
-  if (offset > r.bytes || bytes > r.bytes - offset) {
-    return invalid(prefix() + "read() of bytes [" + std::to_string(offset) + ", " + std::to_string(offset) + " + " +
-                   std::to_string(bytes) + ") of region " + std::to_string(region) + " of rank " +
-                   std::to_string(peer) + ", which has " + std::to_string(r.bytes) + " bytes");
-  }
+  const size_t regionBytes = region >= 0 && region < s.numRegions ? s.regions[static_cast<size_t>(region)].bytes : 0;
+  MOEDIST_RETURN_IF_ERROR(checkRead(prefix(), peer, region, s.numRegions, regionBytes, offset, dst, bytes));
   if (bytes == 0) return okStatus();
-  if (dst == nullptr)
-    return invalid(prefix() + "read() got a null destination for " + std::to_string(bytes) + " bytes");
+  const Region& r = s.regions[static_cast<size_t>(region)];
   std::memcpy(dst, static_cast<const std::byte*>(r.data) + offset, bytes);
   return okStatus();
 }

@@ -45,6 +45,7 @@ class InprocEngine final : public Engine {
   Status open(std::span<const int> participants, std::span<const std::byte> header, std::span<const Region> regions,
               Clock::time_point deadline) override;
   std::span<const std::byte> peerHeader(int peer) const override;
+  bool mapped() const override { return true; }
   const std::byte* peerRegion(int peer, int region) const override;
   size_t peerRegionBytes(int peer, int region) const override;
   Status read(int peer, int region, size_t offset, void* dst, size_t bytes) override;
