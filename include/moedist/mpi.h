@@ -1,8 +1,8 @@
 // moedist over MPI: communicators whose ranks are MPI processes, on one host or on many.
 //
-// A separate header, so that <mpi.h> stays out of the other moedist headers. Its function exists when moedist was
-// built with MPI (CMake finds it; the package then sets moedist_WITH_MPI and moedist::moedist brings MPI's include
-// directories and libraries). Typical use, one process per rank:
+// A separate header, so that <mpi.h> stays out of the other moedist headers. It is installed when moedist was built
+// with MPI (find_package(moedist) then sets moedist_WITH_MPI); programs that include it use MPI themselves
+// (mpicxx, or find_package(MPI) and MPI::MPI_C). Typical use, one process per rank:
 //
 //   int provided;
 //   MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
@@ -16,6 +16,9 @@
 // on other hosts through MPI point-to-point messages. Every wait polls nonblocking MPI calls against the deadline.
 #pragma once
 
+#ifndef OMPI_SKIP_MPICXX
+#define OMPI_SKIP_MPICXX 1  // MPI's C API is all moedist needs; not the deprecated C++ bindings
+#endif
 #include <mpi.h>
 
 #include "moedist/communicator.h"

@@ -21,10 +21,10 @@ constexpr size_t kMaxNameLength = 127;
 constexpr int kMaxWorldSize = 1536;  // two EP groups of CANN's largest epWorldSize (768)
 constexpr std::chrono::milliseconds kDefaultTimeout = std::chrono::seconds(300);
 
+// Live communicators by name: one entry per rank (ranks of other processes stay empty).
 struct NameRegistry {
   std::mutex mu;
   std::map<std::string, std::vector<std::weak_ptr<Communicator::Impl>>, std::less<>> live;
-  uint64_t nextId = 0;
 };
 
 NameRegistry& registry() {
@@ -40,48 +40,77 @@ bool anyAlive(const std::vector<std::weak_ptr<Communicator::Impl>>& ranks) {
 
 }  // namespace
 
-Status Communicator::createInProcess(int worldSize, const CommOptions& options, std::vector<Communicator>* ranks) {
-  if (worldSize < 1 || worldSize > kMaxWorldSize)
-    return Status(StatusCode::kInvalidValue,
-                  fmt::format("createInProcess: worldSize is {}, expected 1..{}", worldSize, kMaxWorldSize));
+namespace api {
+
+Status resolveOptions(std::string_view fn, const CommOptions& options, ResolvedOptions* out) {
   if (options.kernelThreads < 0 || options.kernelThreads > 1024)
     return Status(StatusCode::kInvalidValue,
-                  fmt::format("createInProcess: kernelThreads is {}, expected 0..1024", options.kernelThreads));
-  const auto timeout = options.timeout.count() > 0 ? options.timeout : util::envTimeout().value_or(kDefaultTimeout);
-  const int threads = options.kernelThreads > 0 ? options.kernelThreads : util::envKernelThreads().value_or(1);
-  const kernels::KernelTable* table =
-      options.kernels.empty() ? &kernels::defaultKernels() : kernels::findKernels(options.kernels);
-  if (table == nullptr)
+                  fmt::format("{}: kernelThreads is {}, expected 0..1024", fn, options.kernelThreads));
+  out->timeout = options.timeout.count() > 0 ? options.timeout : util::envTimeout().value_or(kDefaultTimeout);
+  out->kernelThreads = options.kernelThreads > 0 ? options.kernelThreads : util::envKernelThreads().value_or(1);
+  out->kernels = options.kernels.empty() ? &kernels::defaultKernels() : kernels::findKernels(options.kernels);
+  if (out->kernels == nullptr)
     return Status(StatusCode::kInvalidValue,
-                  fmt::format("createInProcess: kernels is '{}', expected \"cpu\" or \"ref\"", options.kernels));
+                  fmt::format("{}: kernels is '{}', expected \"cpu\" or \"ref\"", fn, options.kernels));
+  return okStatus();
+}
 
+Status checkName(std::string_view fn, const std::string& name) {
+  if (name.empty()) return Status(StatusCode::kInvalidValue, fmt::format("{}: the communicator name is empty", fn));
+  if (name.size() > kMaxNameLength)
+    return Status(StatusCode::kInvalidValue, fmt::format("{}: name '{}' has {} characters, expected at most {}", fn,
+                                                         name, name.size(), kMaxNameLength));
   NameRegistry& reg = registry();
   std::lock_guard<std::mutex> lock(reg.mu);
-  std::string name = options.name;
-  if (name.empty()) {
-    do {
-      name = fmt::format("moedist_inproc_{}", reg.nextId++);
-    } while (reg.live.count(name) != 0 && anyAlive(reg.live[name]));
-  }
-  if (name.size() > kMaxNameLength)
-    return Status(StatusCode::kInvalidValue, fmt::format("createInProcess: name '{}' has {} characters, expected at "
-                                                         "most {}",
-                                                         name, name.size(), kMaxNameLength));
   if (auto it = reg.live.find(name); it != reg.live.end() && anyAlive(it->second))
-    return Status(StatusCode::kInvalidArgument,
-                  fmt::format("createInProcess: a communicator called '{}' already exists", name));
+    return Status(StatusCode::kInvalidArgument, fmt::format("{}: a communicator called '{}' already exists", fn, name));
+  return okStatus();
+}
 
-  std::vector<std::unique_ptr<comm::Engine>> engines;
-  MOEDIST_RETURN_IF_ERROR(comm::createInprocEngines(name, worldSize, &engines));
-  ranks->clear();
+std::string uniqueName(std::string_view stem, uint64_t* counter) {
+  NameRegistry& reg = registry();
+  std::lock_guard<std::mutex> lock(reg.mu);
+  std::string name;
+  do {
+    name = fmt::format("{}_{}", stem, (*counter)++);
+  } while (reg.live.count(name) != 0 && anyAlive(reg.live[name]));
+  return name;
+}
+
+Status registerRanks(std::string_view fn, const std::string& name, std::vector<std::unique_ptr<comm::Engine>> engines,
+                     const ResolvedOptions& options, std::vector<Communicator>* ranks) {
+  NameRegistry& reg = registry();
+  std::lock_guard<std::mutex> lock(reg.mu);
+  if (auto it = reg.live.find(name); it != reg.live.end() && anyAlive(it->second))
+    return Status(StatusCode::kInvalidArgument, fmt::format("{}: a communicator called '{}' already exists", fn, name));
   auto& entry = reg.live[name];
-  entry.clear();
+  entry.assign(static_cast<size_t>(engines.front()->size()), {});
+  ranks->clear();
   for (auto& engine : engines) {
-    auto impl = std::make_shared<Impl>(std::move(engine), timeout, threads, *table);
-    entry.push_back(impl);
+    const int rank = engine->rank();
+    auto impl = std::make_shared<Communicator::Impl>(std::move(engine), options.timeout, options.kernelThreads,
+                                                     *options.kernels);
+    entry[static_cast<size_t>(rank)] = impl;
     ranks->emplace_back(std::move(impl));
   }
   return okStatus();
+}
+
+}  // namespace api
+
+Status Communicator::createInProcess(int worldSize, const CommOptions& options, std::vector<Communicator>* ranks) {
+  constexpr std::string_view kFn = "createInProcess";
+  if (worldSize < 1 || worldSize > kMaxWorldSize)
+    return Status(StatusCode::kInvalidValue,
+                  fmt::format("{}: worldSize is {}, expected 1..{}", kFn, worldSize, kMaxWorldSize));
+  api::ResolvedOptions resolved;
+  MOEDIST_RETURN_IF_ERROR(api::resolveOptions(kFn, options, &resolved));
+  static uint64_t nextId = 0;  // guarded by uniqueName's lock
+  const std::string name = options.name.empty() ? api::uniqueName("moedist_inproc", &nextId) : options.name;
+  MOEDIST_RETURN_IF_ERROR(api::checkName(kFn, name));
+  std::vector<std::unique_ptr<comm::Engine>> engines;
+  MOEDIST_RETURN_IF_ERROR(comm::createInprocEngines(name, worldSize, &engines));
+  return api::registerRanks(kFn, name, std::move(engines), resolved, ranks);
 }
 
 Status Communicator::find(std::string_view name, int rank, Communicator* out) {

@@ -1,6 +1,9 @@
 // What a public Communicator handle owns: one rank's core context.
 #pragma once
 
+#include <string_view>
+#include <vector>
+
 #include "core/context.h"
 #include "moedist/communicator.h"
 
@@ -12,5 +15,24 @@ struct Communicator::Impl {
       : ctx(std::move(engine), timeout, kernelThreads, kernels) {}
   core::RankContext ctx;
 };
+
+namespace api {
+
+// CommOptions with the environment's defaults filled in.
+struct ResolvedOptions {
+  std::chrono::milliseconds timeout{0};
+  int kernelThreads = 1;
+  const kernels::KernelTable* kernels = nullptr;
+};
+Status resolveOptions(std::string_view fn, const CommOptions& options, ResolvedOptions* out);
+// A name that is valid and not taken by a live communicator of this process; `fn` starts the messages.
+Status checkName(std::string_view fn, const std::string& name);
+// "<stem>_<n>" for the next n of `counter` whose name is free in this process.
+std::string uniqueName(std::string_view stem, uint64_t* counter);
+// Wraps each engine (this process's ranks of communicator `name`) in a Communicator and registers it by name.
+Status registerRanks(std::string_view fn, const std::string& name, std::vector<std::unique_ptr<comm::Engine>> engines,
+                     const ResolvedOptions& options, std::vector<Communicator>* ranks);
+
+}  // namespace api
 
 }  // namespace moedist

@@ -18,5 +18,7 @@ std::string envKernelTable();
 
 // MOEDIST_INPROC_COPY=1: in-process engines hide their peer mappings, so core copies through read() (tests).
 bool envInprocCopy();
+// MOEDIST_MPI_SHM=0: MPI engines use no shared-memory window; every peer is read through messages, as across hosts.
+bool envMpiSharedMemory();
 
 }  // namespace moedist::util

@@ -89,6 +89,10 @@ bool envInprocCopy() {
   return envLong("MOEDIST_INPROC_COPY").value_or(0) == 1;
 }
 
+bool envMpiSharedMemory() {
+  return envLong("MOEDIST_MPI_SHM").value_or(1) != 0;
+}
+
 std::string envKernelTable() {
   const char* v = std::getenv("MOEDIST_KERNELS");
   return v == nullptr ? std::string() : std::string(v);
