@@ -6,6 +6,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git clang-format
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libfmt-dev libspdlog-dev
+  openmpi-bin libopenmpi-dev
 )
 
 missing=()

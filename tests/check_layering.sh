@@ -12,7 +12,9 @@ allowed() {
     src/comm*) echo "comm util moedist" ;;
     src/core) echo "core comm/engine.h kernels/kernels.h util moedist" ;;
     src/api) echo "api core comm/registry.h comm/engine.h kernels/kernels.h util moedist" ;;
+    src/api/mpi) echo "api core comm/engine.h comm/mpi/mpi_engine.h util moedist" ;;  # the MPI engine's factory
     src/compat) echo "compat api core comm/registry.h comm/engine.h kernels/kernels.h util moedist acl aclnn hccl aclnnop" ;;
+    src/compat/mpi) echo "compat util moedist hccl" ;;
     tests/support) echo "support moedist" ;;
     tests/harness) echo "harness support moedist acl aclnn aclnnop hccl" ;;
     *) echo "*" ;;

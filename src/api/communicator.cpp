@@ -124,7 +124,10 @@ Status Communicator::find(std::string_view name, int rank, Communicator* out) {
                   fmt::format("communicator '{}' has {} ranks, rank {} does not exist", name, it->second.size(), rank));
   auto impl = it->second[static_cast<size_t>(rank)].lock();
   if (impl == nullptr)
-    return Status(StatusCode::kInvalidArgument, fmt::format("rank {} of communicator '{}' was destroyed", rank, name));
+    return Status(StatusCode::kInvalidArgument,
+                  fmt::format("rank {} of communicator '{}' is not in this process (destroyed, or a rank of another "
+                              "MPI process)",
+                              rank, name));
   *out = Communicator(std::move(impl));
   return okStatus();
 }

@@ -1,5 +1,6 @@
-// HCCL on moedist: an HCCL communicator is a moedist in-process communicator, and an HcclComm is one rank's handle
-// to it. The communicator's name is the group name that the aclnn operators receive; findCommunicator looks it up.
+// HCCL on moedist: an HCCL communicator is a moedist communicator (in-process, or over MPI processes when the root
+// info came from an MPI job: compat/hccl_mpi.h), and an HcclComm is one rank's handle to it. The communicator's
+// name is the group name that the aclnn operators receive; findCommunicator looks it up.
 // A communicator lives until the handles of all its ranks are destroyed, so ranks may destroy their handles at
 // different times (as in the CANN example, where ranks removed by scale-in finish early). Handles are looked up in
 // a registry, so a stale or foreign handle is an error code, never a crash.
@@ -18,8 +19,10 @@
 #include <unordered_set>
 #include <vector>
 
+#include "compat/hccl_mpi.h"
 #include "compat/runtime.h"
 #include "compat/runtime_internal.h"
+#include "util/env.h"
 
 namespace moedist::compat {
 
@@ -125,6 +128,12 @@ HcclResult commInitAll(uint32_t ndev, int32_t* devices, HcclComm* comms) {
 
 HcclResult getRootInfo(HcclRootInfo* rootInfo) {
   if (rootInfo == nullptr) return failHccl(HCCL_E_PTR, "HcclGetRootInfo: rootInfo is nullptr");
+#if MOEDIST_WITH_MPI
+  if (mpiRootInfoWanted()) {  // ranks are MPI processes
+    makeMpiRootInfo(rootInfo);
+    return HCCL_SUCCESS;
+  }
+#endif
   const uint64_t id = registry().nextRootId.fetch_add(1);
   const std::string key = fmt::format("moedist-root-{}-{}", static_cast<long>(::getpid()), id);
   std::memset(rootInfo->internal, 0, sizeof(rootInfo->internal));
@@ -144,6 +153,18 @@ HcclResult commInitRootInfo(uint32_t nRanks, const HcclRootInfo* rootInfo, uint3
   if (key.empty())
     return failHccl(HCCL_E_PARA, "HcclCommInitRootInfo: rootInfo is empty; get one from HcclGetRootInfo");
 
+#if MOEDIST_WITH_MPI
+  if (isMpiRootInfo(*rootInfo)) {  // this process is one rank; the others are MPI processes
+    auto group = std::make_shared<HcclGroup>();
+    group->ranks.resize(nRanks);
+    Status st = joinMpiRootInfo(nRanks, *rootInfo, rank, util::envConnectTimeout(), &group->ranks[rank]);
+    if (!st.ok()) return failHccl(fromStatus(st), "HcclCommInitRootInfo: " + st.message());
+    HcclRegistry& reg = registry();
+    std::lock_guard<std::mutex> lock(reg.mu);
+    *comm = addHandleLocked(reg, std::move(group), static_cast<int>(rank));
+    return HCCL_SUCCESS;
+  }
+#endif
   HcclRegistry& reg = registry();
   std::lock_guard<std::mutex> lock(reg.mu);
   auto [it, fresh] = reg.pendingRoots.try_emplace(key);

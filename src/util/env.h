@@ -11,6 +11,8 @@ namespace moedist::util {
 std::optional<std::chrono::milliseconds> envTimeout();
 // MOEDIST_KERNEL_THREADS; absent or invalid: nullopt.
 std::optional<int> envKernelThreads();
+// HCCL_CONNECT_TIMEOUT (seconds), CANN's deadline for setting up a communicator; absent or invalid: 120 s.
+std::chrono::milliseconds envConnectTimeout();
 // HCCL_BUFFSIZE in MB (CANN's window size per communicator); absent: 200.
 long envHcclBuffSizeMb();
 // MOEDIST_KERNELS: name of the kernel table to use ("ref", "cpu"); absent: empty.

@@ -81,6 +81,11 @@ std::optional<int> envKernelThreads() {
   return std::nullopt;
 }
 
+std::chrono::milliseconds envConnectTimeout() {
+  if (auto s = envLong("HCCL_CONNECT_TIMEOUT"); s && *s > 0) return std::chrono::seconds(*s);
+  return std::chrono::seconds(120);
+}
+
 long envHcclBuffSizeMb() {
   return envLong("HCCL_BUFFSIZE").value_or(200);
 }
