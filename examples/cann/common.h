@@ -58,6 +58,13 @@ inline ExampleConfig tp2Config() {
   return ExampleConfig{4, 2, 8, 1024, 3, 4, 0, 0, 0};
 }
 
+// (d) mpi_pipeline: one MPI process per device, W EP ranks x tp TP ranks (tp 1 or 2), plus 2 zero, 2 copy and 2
+// const experts; 2 MoE experts per EP rank without TP, 1 with TP (CANN allows no more with TP 2). Process p is EP
+// rank p / tp and TP rank p % tp (as device p in tp2).
+inline ExampleConfig mpiPipelineConfig(int64_t W, int64_t tp) {
+  return ExampleConfig{W, tp, 16, 1024, 4, (tp == 2 ? 1 : 2) * W, 2, 2, 2};
+}
+
 // ---- numbers ----
 
 // bf16 bits of a float (round to nearest even; the inputs below are exact anyway).

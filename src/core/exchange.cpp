@@ -142,12 +142,13 @@ Status OpenCall::close(Status status) {
   if (!open_) return status;
   open_ = false;
   Status c = named(engine_.close(comm::Clock::now() + timeout_));
-  return status.ok() ? c : status;
+  return status.ok() ? c : named(std::move(status));  // e.g. a failed engine read() during the call
 }
 
 Status OpenCall::named(Status s) const {
-  if (s.ok()) return s;
-  return Status(s.code(), fmt::format("{}: {}", opName(op_), s.message()));
+  const std::string prefix = fmt::format("{}: ", opName(op_));
+  if (s.ok() || s.message().rfind(prefix, 0) == 0) return s;
+  return Status(s.code(), prefix + s.message());
 }
 
 }  // namespace moedist::core

@@ -2,6 +2,7 @@
 // from the reference model, on the same inputs (examples/cann/common.h) and the same identity expert FFN.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -135,13 +136,19 @@ std::vector<std::string> runProgram(const std::string& path, int* status) {
   return lines;
 }
 
-void checkExample(const std::string& program, const Scenario& s) {
-  const std::vector<std::string> expected = expectedLines(s);
+// Runs `command` and compares its stdout lines with the expected ones; in any order when `anyOrder` (the processes
+// of an MPI job print their own lines).
+void checkExample(const std::string& command, const Scenario& s, bool anyOrder = false) {
+  std::vector<std::string> expected = expectedLines(s);
   ASSERT_FALSE(expected.empty());
   int status = 0;
-  const std::vector<std::string> actual = runProgram(program, &status);
-  EXPECT_EQ(status, 0) << program;
-  EXPECT_EQ(actual, expected) << program;
+  std::vector<std::string> actual = runProgram(command, &status);
+  EXPECT_EQ(status, 0) << command;
+  if (anyOrder) {
+    std::sort(expected.begin(), expected.end());
+    std::sort(actual.begin(), actual.end());
+  }
+  EXPECT_EQ(actual, expected) << command;
 }
 
 TEST(CannExamples, BasicPipeline) {
@@ -160,5 +167,26 @@ TEST(CannExamples, Tp2) {
   const ExampleConfig c = tp2Config();
   checkExample(MOEDIST_EXAMPLE_TP2, Scenario{c, c.M, std::vector<bool>(8, true)});
 }
+
+#ifdef MOEDIST_EXAMPLE_MPI_PIPELINE
+// examples/cann/mpi_pipeline.cpp under mpirun, one process per rank (tests/CMakeLists.txt gives these cases the
+// labels cann and mpi): `mpiexec -n <W*tp> [flags] mpi_pipeline --tp <tp>`.
+void checkMpiPipeline(int64_t W, int64_t tp) {
+  const ExampleConfig c = mpiPipelineConfig(W, tp);
+  const std::string command = std::string(MOEDIST_MPIEXEC) + " " + MOEDIST_MPIEXEC_NUMPROC_FLAG + " " +
+                              std::to_string(W * tp) + " " + MOEDIST_MPIEXEC_PREFLAGS + " " +
+                              MOEDIST_EXAMPLE_MPI_PIPELINE + " " + MOEDIST_MPIEXEC_POSTFLAGS + " --tp " +
+                              std::to_string(tp);
+  checkExample(command, Scenario{c, c.M, std::vector<bool>(static_cast<size_t>(W * tp), true)}, /*anyOrder=*/true);
+}
+
+TEST(CannExamplesMpi, Tp2) {  // 4 processes: 2 EP ranks x 2 TP ranks
+  checkMpiPipeline(2, 2);
+}
+
+TEST(CannExamplesMpi, NoTp) {  // 4 processes: 4 EP ranks
+  checkMpiPipeline(4, 1);
+}
+#endif
 
 }  // namespace

@@ -1,13 +1,9 @@
-// The size grid of the core issue, sampled: W in {2,3,4,8,16,32}, Bs in {1,7,64,512}, H in {1024,1056,7168,8192},
-// K in {1,2,3,8,16}, local experts in {1,2,4}. Every value appears; the sample is fixed (a seeded draw plus the
-// corner cases) and keeps each case's memory small enough for CI. Features ride along on a rotation so that sizes
-// and features are combined too.
+// The sampled size grid (harness/grid.h) through the C++ API, and every fourth point through the CANN C API.
+#include "harness/grid.h"
+
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <cstdlib>
-#include <random>
-#include <string>
 #include <vector>
 
 #include "harness/pipeline.h"
@@ -15,95 +11,13 @@
 namespace moedist::testing {
 namespace {
 
-struct GridPoint {
-  int W, Bs, H, K, L;
-  int feature;  // index into the rotation below
-  std::string name() const {
-    return "W" + std::to_string(W) + "_Bs" + std::to_string(Bs) + "_H" + std::to_string(H) + "_K" + std::to_string(K) +
-           "_L" + std::to_string(L) + "_f" + std::to_string(feature);
-  }
-};
-
-// Rough bytes a case holds: per rank, expandX capacity (A rows) for dispatch output, FFN output and the
-// reference's copies.
-double bytesOf(const GridPoint& p) {
-  const double A = static_cast<double>(p.W) * p.Bs * std::min(p.L, p.K);
-  return 4.0 * p.W * A * p.H * 2;
-}
-
-constexpr int kNumFeatures = 8;
-
-void applyFeature(int f, Scenario& sc, RunOptions& o) {
-  switch (f) {
-    case 0:
-      break;
-    case 1:
-      sc.cfg.fp16 = true, sc.cfg.maskDims = 1;
-      break;
-    case 2:
-      sc.cfg.quantMode = 2, sc.smoothScales = true;
-      break;
-    case 3:
-      sc.cfg.maskDims = 2, sc.cfg.expertTokenNumsType = 0;
-      break;
-    case 4:
-      sc.cfg.commQuantMode = 2, o.kernelThreads = 2;
-      break;
-    case 5:
-      sc.sharedX = SharedXShape::k2D, o.stridedInputs = true;
-      break;
-    case 6:  // one rank removed (MoE ids renumbered by the scenario)
-      if (sc.cfg.W > 2) sc.removedRanks = {sc.cfg.W - 1};
-      break;
-    case 7:  // TP needs one expert per MoE rank
-      if (sc.cfg.M == sc.cfg.W)
-        sc.cfg.tp = 2;
-      else
-        sc.cfg.Z += 2, sc.cfg.C = 1, sc.oriX = true, sc.specialFraction = std::max(sc.specialFraction, 0.2);
-      break;
-  }
-}
-
-std::vector<GridPoint> points() {
-  const int Ws[] = {2, 3, 4, 8, 16, 32}, Bss[] = {1, 7, 64, 512}, Hs[] = {1024, 1056, 7168, 8192},
-            Ks[] = {1, 2, 3, 8, 16}, Ls[] = {1, 2, 4};
-  std::vector<GridPoint> out = {
-      // Corners: smallest and largest of each axis.
-      {2, 1, 1024, 1, 1, 0},   {2, 512, 8192, 16, 4, 2}, {32, 1, 8192, 16, 1, 3}, {32, 7, 1024, 8, 4, 1},
-      {3, 512, 1056, 3, 2, 4}, {16, 64, 1024, 16, 2, 5}, {8, 512, 7168, 8, 1, 6}, {4, 64, 7168, 2, 4, 7},
-  };
-  std::mt19937 rng(2026);
-  auto pick = [&](const auto& values) { return values[rng() % std::size(values)]; };
-  while (out.size() < 40) {
-    GridPoint p{pick(Ws), pick(Bss), pick(Hs), pick(Ks), pick(Ls), static_cast<int>(out.size() % kNumFeatures)};
-    if (bytesOf(p) > 6e8) continue;
-    out.push_back(p);
-  }
-  return out;
-}
-
-void PrintTo(const GridPoint& p, std::ostream* os) {
-  *os << p.name();
-}
-
 class Grid : public ::testing::TestWithParam<GridPoint> {
  protected:
   void check(Api api) {
-    const GridPoint p = GetParam();
     Scenario sc;
-    sc.cfg.W = p.W;
-    sc.cfg.M = p.L * p.W;
-    sc.cfg.K = p.K;
-    sc.cfg.H = p.H;
-    sc.bs.assign(static_cast<size_t>(p.W), p.Bs);
-    sc.seed = static_cast<uint64_t>(p.W * 1000003 + p.Bs * 101 + p.H + p.K * 7 + p.L);
-    if (p.K > p.L * (p.W - 1)) {  // not enough MoE experts for K distinct ids (also after a scale-in): add zero experts
-      sc.cfg.Z = p.K;
-      sc.specialFraction = 0.05;
-    }
     RunOptions o;
+    gridCase(GetParam(), &sc, &o);
     o.api = api;
-    applyFeature(p.feature, sc, o);
     setenv("HCCL_BUFFSIZE", "4096", 1);  // the large corners need more than CANN's default 200 MB window
     const RunResult r = runScenario(sc, o);
     EXPECT_TRUE(r.ok()) << sc.describe() << "\n" << r.summary();
@@ -114,7 +28,7 @@ TEST_P(Grid, MatchesReference) {
   check(Api::kCpp);
 }
 
-INSTANTIATE_TEST_SUITE_P(E2E, Grid, ::testing::ValuesIn(points()),
+INSTANTIATE_TEST_SUITE_P(E2E, Grid, ::testing::ValuesIn(gridPoints()),
                          [](const ::testing::TestParamInfo<GridPoint>& info) { return info.param.name(); });
 
 // Every fourth grid point again through the CANN C API.
@@ -126,7 +40,7 @@ TEST_P(GridCannApi, MatchesReference) {
 
 std::vector<GridPoint> everyFourth() {
   std::vector<GridPoint> out;
-  const auto all = points();
+  const auto all = gridPoints();
   for (size_t i = 0; i < all.size(); i += 4) out.push_back(all[i]);
   return out;
 }

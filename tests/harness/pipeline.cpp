@@ -156,6 +156,273 @@ std::string label(const RankData& r) {
   return "tp " + std::to_string(r.tpIdx) + " ep rank " + std::to_string(r.epRank);
 }
 
+// What every rank derives from the scenario alone (deterministically, so that ranks in other processes derive the
+// same): the attributes, every rank's generated inputs and the reference model's outputs.
+struct Prepared {
+  Scenario scenario;
+  ref::Config cfg;
+  ref::DispatchInputs din;
+  ref::DispatchOutputs dout;
+  ref::CombineInputs cin;
+  ref::CombineOutputs cout;
+  bool quant = false;
+  DType xType = DType::kBFloat16;
+  DType rowType = DType::kBFloat16;  // combine's 16-bit rows
+  int64_t expandElem = 2;            // bytes of an expandX element
+};
+
+// Fills `p`; false, with the reason in result->failures, when the options or the reference model reject the run.
+bool prepare(const Scenario& given, const RunOptions& options, Prepared* p, RunResult* result) {
+  p->scenario = given;
+  p->scenario.cfg.addRmsNorm = combineAddsRmsNorm(options.ops);  // decides the combine's dtype and outputs
+  p->cfg = p->scenario.config();
+  const ref::Config& cfg = p->cfg;
+  if (options.ops != Ops::kDispatchV3CombineAddRmsNormV2 && options.api != Api::kCann) {
+    result->failures.push_back("the sibling operators are only in the CANN API: use Api::kCann");
+    return false;
+  }
+  p->quant = cfg.quantMode == 2;
+  p->xType = cfg.fp16 ? DType::kFloat16 : DType::kBFloat16;
+  p->rowType = ref::combineFp16(cfg) ? DType::kFloat16 : DType::kBFloat16;
+  p->expandElem = p->quant ? 1 : 2;
+
+  // The oracle.
+  p->din = p->scenario.makeDispatchInputs();
+  if (auto err = ref::dispatch(cfg, p->din, &p->dout)) {
+    result->failures.push_back("the reference model rejects the scenario's dispatch: " + *err);
+    return false;
+  }
+  p->cin = p->scenario.makeCombineInputs(p->dout);
+  if (auto err = ref::combine(cfg, p->din, p->cin, &p->cout)) {
+    result->failures.push_back("the reference model rejects the scenario's combine: " + *err);
+    return false;
+  }
+  return true;
+}
+
+// The tensors of EP rank e of TP group g: its inputs from the scenario, and room for its outputs.
+void buildRank(const Prepared& p, const RunOptions& options, int g, int e, RankData& r) {
+  const ref::Config& cfg = p.cfg;
+  const int64_t H = cfg.H, K = cfg.K;
+  const ref::DispatchInput& in = p.din[static_cast<size_t>(g)][static_cast<size_t>(e)];
+  const ref::CombineInput& ci = p.cin[static_cast<size_t>(g)][static_cast<size_t>(e)];
+  const int64_t Bs = in.Bs;
+  const DType xType = p.xType, rowType = p.rowType;
+  r.tpIdx = g;
+  r.epRank = e;
+  r.participates = p.scenario.participates(e);
+  r.cap = capacityOf(cfg, e, Bs);
+  const int64_t rows = std::max(cfg.tp, 1) * r.cap.A;
+  const bool strided = options.stridedInputs;
+  DispatchArgs& d = r.d;
+  d.moeExpertNum = cfg.M;
+  d.sharedExpertNum = cfg.sharedExpertNum;
+  d.sharedExpertRankNum = cfg.sharedExpertRankNum;
+  d.globalBs = cfg.globalBs;
+  d.zeroExpertNum = cfg.Z;
+  d.copyExpertNum = cfg.C;
+  d.constExpertNum = cfg.Q;
+  d.quantMode = cfg.quantMode;
+  d.expertTokenNumsType = cfg.expertTokenNumsType;
+  d.x = makeInput(r.x, in.x, {Bs, H}, xType, strided);
+  d.expertIds = makeInput(r.ids, in.expertIds, {Bs, K}, DType::kInt32, strided);
+  if (cfg.maskDims == 1) d.xActiveMask = makeInput(r.mask, in.mask, {Bs}, DType::kBool, strided);
+  if (cfg.maskDims == 2) d.xActiveMask = makeInput(r.mask, in.mask, {Bs, K}, DType::kBool, strided);
+  if (!in.scales.empty())
+    d.scales =
+        makeInput(r.scales, in.scales, {static_cast<int64_t>(in.scales.size()) / H, H}, DType::kFloat32, strided);
+  if (!cfg.elasticInfo.empty())
+    d.elasticInfo =
+        makeInput(r.elastic, cfg.elasticInfo, {static_cast<int64_t>(cfg.elasticInfo.size())}, DType::kInt32, false);
+  r.expandX.resize(static_cast<size_t>(rows * H * p.expandElem));
+  r.dynamicScales.resize(static_cast<size_t>(rows));
+  r.assist.resize(static_cast<size_t>(r.cap.A * 128));
+  r.tokenNums.resize(static_cast<size_t>(r.cap.localExperts));
+  r.epRecv.resize(static_cast<size_t>(r.cap.epRecv));
+  r.tpRecv.resize(static_cast<size_t>(cfg.tp));
+  r.expandScales.resize(static_cast<size_t>(r.cap.A));
+  d.expandX = TensorView(r.expandX.data(), p.quant ? DType::kInt8 : xType, {rows, H});
+  d.dynamicScales = TensorView(r.dynamicScales.data(), DType::kFloat32, {rows});
+  d.assistInfoForCombine = TensorView(r.assist.data(), DType::kInt32, {r.cap.A * 128});
+  d.expertTokenNums = TensorView(r.tokenNums.data(), DType::kInt64, {r.cap.localExperts});
+  d.epRecvCounts = TensorView(r.epRecv.data(), DType::kInt32, {r.cap.epRecv});
+  d.tpRecvCounts = TensorView(r.tpRecv.data(), DType::kInt32, {static_cast<int64_t>(cfg.tp)});
+  d.expandScales = TensorView(r.expandScales.data(), DType::kFloat32, {r.cap.A});
+
+  if (!r.participates) return;  // a rank removed by scale-in has no combine inputs
+  CombineArgs& c = r.c;
+  static_cast<MoeAttrs&>(c) = static_cast<const MoeAttrs&>(d);
+  c.commQuantMode = cfg.commQuantMode;
+  c.normEps = cfg.normEps;
+  r.ffnRows.assign(static_cast<size_t>(rows * H), 0);
+  c.expandX = TensorView(r.ffnRows.data(), rowType, {rows, H});
+  c.expertIds = d.expertIds;
+  c.xActiveMask = d.xActiveMask;
+  c.elasticInfo = d.elasticInfo;
+  c.assistInfoForCombine = d.assistInfoForCombine;
+  c.epSendCounts = d.epRecvCounts;
+  c.tpSendCounts = d.tpRecvCounts;
+  c.expertScales = makeInput(r.weights, ci.expertScales, {Bs, K}, DType::kFloat32, strided, true);
+  c.residualX = makeInput(r.residual, ci.residualX, {Bs, 1, H}, DType::kBFloat16, strided);
+  c.gamma = makeInput(r.gamma, ci.gamma, {H}, DType::kBFloat16, strided);
+  if (!ci.sharedExpertX.empty())
+    c.sharedExpertX = makeInput(r.sharedX, ci.sharedExpertX, p.scenario.sharedExpertXShape(e), rowType, strided);
+  if (!ci.oriX.empty()) c.oriX = makeInput(r.oriX, ci.oriX, {Bs, H}, rowType, strided);
+  if (!ci.alpha1.empty()) {
+    const int64_t Q = static_cast<int64_t>(ci.alpha1.size());
+    c.constExpertAlpha1 = makeInput(r.alpha1, ci.alpha1, {Q}, rowType, false);
+    c.constExpertAlpha2 = makeInput(r.alpha2, ci.alpha2, {Q}, rowType, false);
+    c.constExpertV = makeInput(r.constV, ci.constV, {Q, H}, rowType, strided);
+  }
+  r.yOut.resize(static_cast<size_t>(Bs * H));
+  r.xOut.resize(static_cast<size_t>(Bs * H));
+  r.rstd.resize(static_cast<size_t>(Bs));
+  c.yOut = TensorView(r.yOut.data(), DType::kBFloat16, {Bs, 1, H});
+  c.rstdOut = TensorView(r.rstd.data(), DType::kFloat32, {Bs, 1, 1});
+  c.xOut = cfg.addRmsNorm ? TensorView(r.xOut.data(), DType::kBFloat16, {Bs, 1, H})
+                          : TensorView(r.xOut.data(), rowType, {Bs, H});  // CombineV2/V3
+}
+
+// How one rank reaches the operators (the C++ API with its communicators, or the CANN API on its stream), and
+// where the ranks meet before each operator when options.syncBeforeEachOp.
+struct RankCalls {
+  std::function<Status(const DispatchArgs&)> dispatch;
+  std::function<Status(const CombineArgs&)> combine;
+  std::function<void()> barrier;  // empty: none
+};
+
+// One rank's part of the run: the warm-up, then per layer dispatch -> stand-in FFN -> combine, each output checked
+// against the reference model, the untouched bytes and the outputs of failed calls included.
+void runRank(const Prepared& p, const RunOptions& options, RankData& r, const RankCalls& calls, Checker& checker,
+             RankResult& out) {
+  const ref::Config& cfg = p.cfg;
+  const int64_t H = cfg.H;
+  const ref::DispatchOutput& want = p.dout[static_cast<size_t>(r.tpIdx)][static_cast<size_t>(r.epRank)];
+  const ref::CombineOutput& wantC = p.cout[static_cast<size_t>(r.tpIdx)][static_cast<size_t>(r.epRank)];
+  out.tpIdx = r.tpIdx;
+  out.epRank = r.epRank;
+  out.participates = r.participates;
+  const std::string who = label(r);
+  auto barrier = [&] {
+    if (options.syncBeforeEachOp && calls.barrier) calls.barrier();
+  };
+  auto fillDispatchOutputs = [&] {
+    fill(r.expandX), fill(r.dynamicScales), fill(r.assist), fill(r.tokenNums), fill(r.epRecv), fill(r.tpRecv),
+        fill(r.expandScales);
+  };
+  if (options.warmupDispatch) {
+    barrier();
+    DispatchArgs warm = r.d;
+    warm.elasticInfo = TensorView();
+    fillDispatchOutputs();
+    if (Status s = calls.dispatch(warm); !s.ok()) checker.fail(who + ": warm-up dispatch: " + s.toString());
+  }
+  for (int layer = 0; layer < options.layers; ++layer) {
+    const std::string where = who + (options.layers > 1 ? " layer " + std::to_string(layer) : "");
+    // Dispatch.
+    DispatchArgs d = r.d;
+    if (options.editDispatch) options.editDispatch(r.tpIdx, r.epRank, d);
+    fillDispatchOutputs();
+    barrier();
+    bool ok = false;
+    const bool skipD = options.skipDispatch && options.skipDispatch(r.tpIdx, r.epRank);
+    if (!r.participates && options.removedRanksCall) out.dispatchStatus = calls.dispatch(d);
+    if (r.participates && !skipD) {
+      const auto t0 = std::chrono::steady_clock::now();
+      out.dispatchStatus = calls.dispatch(d);
+      const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      out.dispatchSeconds = layer == 0 ? sec : std::min(out.dispatchSeconds, sec);
+      ok = out.dispatchStatus.ok();
+      if (!ok) {
+        checker.fail(where + ": dispatch: " + out.dispatchStatus.toString());
+        const std::string w = where + " dispatch failed but half-written ";
+        checker.expectUntouched(w + "expandX", r.expandX.data(), 0, r.expandX.size());
+        checker.expectUntouched(w + "dynamicScales", r.dynamicScales.data(), 0, r.dynamicScales.size());
+        checker.expectUntouched(w + "assistInfoForCombine", r.assist.data(), 0, r.assist.size());
+        checker.expectUntouched(w + "expertTokenNums", r.tokenNums.data(), 0, r.tokenNums.size());
+        checker.expectUntouched(w + "epRecvCounts", r.epRecv.data(), 0, r.epRecv.size());
+        checker.expectUntouched(w + "tpRecvCounts", r.tpRecv.data(), 0, r.tpRecv.size());
+      }
+    }
+    if (ok && options.check) {
+      const std::string w = where + " dispatch ";
+      checker.expectPrefix(w + "expandX", r.expandX.data(), r.expandX.size(), want.expandX.data(), want.expandX.size());
+      checker.expectPrefix(w + "dynamicScales", r.dynamicScales.data(), r.dynamicScales.size(),
+                           want.dynamicScales.data(), want.dynamicScales.size());
+      checker.expectPrefix(w + "assistInfoForCombine", r.assist.data(), r.assist.size(), want.assistInfo.data(),
+                           want.assistInfo.size());
+      checker.expectPrefix(w + "expertTokenNums", r.tokenNums.data(), r.tokenNums.size(), want.expertTokenNums.data(),
+                           want.expertTokenNums.size());
+      checker.expectPrefix(w + "epRecvCounts", r.epRecv.data(), r.epRecv.size(), want.epRecvCounts.data(),
+                           want.epRecvCounts.size());
+      checker.expectPrefix(w + "tpRecvCounts", r.tpRecv.data(), r.tpRecv.size(), want.tpRecvCounts.data(),
+                           want.tpRecvCounts.size());
+      checker.expectUntouched(w + "expandScales", r.expandScales.data(), 0, r.expandScales.size());
+    }
+    // The stand-in expert FFN on this rank's own dispatch outputs.
+    if (ok) {
+      const FfnRank fr = ffnRankFor(cfg, r.epRank, r.tpIdx);
+      out.ownRows = r.epRecv[static_cast<size_t>(fr.numSourceRanks * (fr.sharedRank ? 1 : fr.numLocalExperts) - 1)];
+      out.totalRows = out.ownRows + (cfg.tp == 2 ? r.tpRecv[static_cast<size_t>(1 - r.tpIdx)] : 0);
+      const auto rows =
+          expertFfn(fr, r.expandX.data(), p.quant ? r.dynamicScales.data() : nullptr, out.totalRows, r.epRecv.data());
+      std::copy(rows.begin(), rows.end(), r.ffnRows.begin());
+    }
+    // Combine.
+    CombineArgs c = r.c;
+    if (options.editCombine) options.editCombine(r.tpIdx, r.epRank, c);
+    fill(r.yOut), fill(r.rstd), fill(r.xOut);
+    barrier();
+    const bool skipC = options.skipCombine && options.skipCombine(r.tpIdx, r.epRank);
+    if (r.participates && ok && !skipC) {
+      const auto t0 = std::chrono::steady_clock::now();
+      out.combineStatus = calls.combine(c);
+      const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      out.combineSeconds = layer == 0 ? sec : std::min(out.combineSeconds, sec);
+      if (!out.combineStatus.ok()) {
+        checker.fail(where + ": combine: " + out.combineStatus.toString());
+        const std::string w = where + " combine failed but half-written ";
+        checker.expectUntouched(w + "yOut", r.yOut.data(), 0, r.yOut.size());
+        checker.expectUntouched(w + "rstdOut", r.rstd.data(), 0, r.rstd.size());
+        checker.expectUntouched(w + "xOut", r.xOut.data(), 0, r.xOut.size());
+      } else if (options.check) {
+        for (size_t t = 0; t < wantC.written.size(); ++t) {
+          const size_t h = static_cast<size_t>(H);
+          const std::string w = where + " combine token " + std::to_string(t) + " ";
+          if (wantC.written[t] && !cfg.addRmsNorm) {  // CombineV2/V3 have no yOut and rstdOut
+            checker.expectPrefix(w + "xOut", &r.xOut[t * h], h, &wantC.xOut[t * h], h);
+            checker.expectUntouched(w + "yOut", &r.yOut[t * h], 0, h);
+            checker.expectUntouched(w + "rstdOut", &r.rstd[t], 0, 1);
+          } else if (wantC.written[t]) {
+            checker.expectPrefix(w + "yOut", &r.yOut[t * h], h, &wantC.yOut[t * h], h);
+            checker.expectPrefix(w + "rstdOut", &r.rstd[t], 1, &wantC.rstdOut[t], 1);
+            checker.expectPrefix(w + "xOut", &r.xOut[t * h], h, &wantC.xOut[t * h], h);
+          } else {
+            checker.expectUntouched(w + "yOut", &r.yOut[t * h], 0, h);
+            checker.expectUntouched(w + "rstdOut", &r.rstd[t], 0, 1);
+            checker.expectUntouched(w + "xOut", &r.xOut[t * h], 0, h);
+          }
+        }
+      }
+    }
+  }
+}
+
+// The end of a run: what the rank threads threw, the checker's failures, and the totals over result->ranks.
+void finish(const Prepared& p, const std::vector<RankData>& ranks, const std::vector<std::string>& errors,
+            Checker& checker, RunResult* result) {
+  for (size_t i = 0; i < errors.size(); ++i)
+    if (!errors[i].empty()) checker.fail(label(ranks[i]) + ": " + errors[i]);
+  result->failures = checker.take();
+  for (const RankResult& r : result->ranks) {
+    if (!r.participates) continue;
+    result->dispatchSeconds = std::max(result->dispatchSeconds, r.dispatchSeconds);
+    result->combineSeconds = std::max(result->combineSeconds, r.combineSeconds);
+    result->dispatchBytes += r.totalRows * p.cfg.H * p.expandElem;
+    result->combineBytes += r.ownRows * p.cfg.H * (p.cfg.commQuantMode == 2 ? 1 : 2);
+  }
+}
+
 }  // namespace
 
 std::string RunResult::summary() const {
@@ -164,40 +431,23 @@ std::string RunResult::summary() const {
   return os.str();
 }
 
-RunResult runScenario(const Scenario& given, const RunOptions& options) {
-  RunResult result;
-  Scenario scenario = given;
-  scenario.cfg.addRmsNorm = combineAddsRmsNorm(options.ops);  // decides the combine's dtype and outputs
-  const ref::Config cfg = scenario.config();
-  if (options.ops != Ops::kDispatchV3CombineAddRmsNormV2 && options.api != Api::kCann) {
-    result.failures.push_back("the sibling operators are only in the CANN API: use Api::kCann");
-    return result;
-  }
-  const int W = cfg.W, G = scenario.numGroups(), H = cfg.H, K = cfg.K;
-  const bool quant = cfg.quantMode == 2;
-  const DType xType = cfg.fp16 ? DType::kFloat16 : DType::kBFloat16;
-  const DType rowType = ref::combineFp16(cfg) ? DType::kFloat16 : DType::kBFloat16;  // combine's 16-bit rows
-  const int64_t expandElem = quant ? 1 : 2;
-
-  // The oracle.
-  const ref::DispatchInputs din = scenario.makeDispatchInputs();
-  ref::DispatchOutputs dout;
-  if (auto err = ref::dispatch(cfg, din, &dout)) {
-    result.failures.push_back("the reference model rejects the scenario's dispatch: " + *err);
-    return result;
-  }
-  const ref::CombineInputs cin = scenario.makeCombineInputs(dout);
-  ref::CombineOutputs cout;
-  if (auto err = ref::combine(cfg, din, cin, &cout)) {
-    result.failures.push_back("the reference model rejects the scenario's combine: " + *err);
-    return result;
-  }
-
-  // Communicators: one EP group per TP index; TP pairs (or size-1 TP communicators with tp == 1).
+CommOptions commOptionsFor(const RunOptions& options) {
   CommOptions commOptions;
   commOptions.timeout = options.timeout;
   commOptions.kernelThreads = options.kernelThreads;
   commOptions.kernels = options.kernels;
+  return commOptions;
+}
+
+RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
+  RunResult result;
+  Prepared p;
+  if (!prepare(scenario, options, &p, &result)) return result;
+  const ref::Config& cfg = p.cfg;
+  const int W = cfg.W, G = p.scenario.numGroups();
+
+  // Communicators: one EP group per TP index; TP pairs (or size-1 TP communicators with tp == 1).
+  const CommOptions commOptions = commOptionsFor(options);
   std::vector<std::vector<Communicator>> ep(static_cast<size_t>(G)), tp(static_cast<size_t>(W));
   if (options.api == Api::kCpp) {
     for (auto& group : ep) {
@@ -273,110 +523,26 @@ RunResult runScenario(const Scenario& given, const RunOptions& options) {
 
   // Every rank's tensors.
   std::vector<RankData> ranks(static_cast<size_t>(G * W));
-  for (int g = 0; g < G; ++g) {
-    for (int e = 0; e < W; ++e) {
-      RankData& r = ranks[static_cast<size_t>(g * W + e)];
-      const ref::DispatchInput& in = din[static_cast<size_t>(g)][static_cast<size_t>(e)];
-      const ref::CombineInput& ci = cin[static_cast<size_t>(g)][static_cast<size_t>(e)];
-      const int64_t Bs = in.Bs;
-      r.tpIdx = g;
-      r.epRank = e;
-      r.participates = scenario.participates(e);
-      r.cap = capacityOf(cfg, e, Bs);
-      const int64_t rows = std::max(cfg.tp, 1) * r.cap.A;
-      const bool strided = options.stridedInputs;
-      DispatchArgs& d = r.d;
-      d.moeExpertNum = cfg.M;
-      d.sharedExpertNum = cfg.sharedExpertNum;
-      d.sharedExpertRankNum = cfg.sharedExpertRankNum;
-      d.globalBs = cfg.globalBs;
-      d.zeroExpertNum = cfg.Z;
-      d.copyExpertNum = cfg.C;
-      d.constExpertNum = cfg.Q;
-      d.quantMode = cfg.quantMode;
-      d.expertTokenNumsType = cfg.expertTokenNumsType;
-      d.x = makeInput(r.x, in.x, {Bs, H}, xType, strided);
-      d.expertIds = makeInput(r.ids, in.expertIds, {Bs, K}, DType::kInt32, strided);
-      if (cfg.maskDims == 1) d.xActiveMask = makeInput(r.mask, in.mask, {Bs}, DType::kBool, strided);
-      if (cfg.maskDims == 2) d.xActiveMask = makeInput(r.mask, in.mask, {Bs, K}, DType::kBool, strided);
-      if (!in.scales.empty())
-        d.scales =
-            makeInput(r.scales, in.scales, {static_cast<int64_t>(in.scales.size()) / H, H}, DType::kFloat32, strided);
-      if (!cfg.elasticInfo.empty())
-        d.elasticInfo =
-            makeInput(r.elastic, cfg.elasticInfo, {static_cast<int64_t>(cfg.elasticInfo.size())}, DType::kInt32, false);
-      r.expandX.resize(static_cast<size_t>(rows * H * expandElem));
-      r.dynamicScales.resize(static_cast<size_t>(rows));
-      r.assist.resize(static_cast<size_t>(r.cap.A * 128));
-      r.tokenNums.resize(static_cast<size_t>(r.cap.localExperts));
-      r.epRecv.resize(static_cast<size_t>(r.cap.epRecv));
-      r.tpRecv.resize(static_cast<size_t>(cfg.tp));
-      r.expandScales.resize(static_cast<size_t>(r.cap.A));
-      d.expandX = TensorView(r.expandX.data(), quant ? DType::kInt8 : xType, {rows, H});
-      d.dynamicScales = TensorView(r.dynamicScales.data(), DType::kFloat32, {rows});
-      d.assistInfoForCombine = TensorView(r.assist.data(), DType::kInt32, {r.cap.A * 128});
-      d.expertTokenNums = TensorView(r.tokenNums.data(), DType::kInt64, {r.cap.localExperts});
-      d.epRecvCounts = TensorView(r.epRecv.data(), DType::kInt32, {r.cap.epRecv});
-      d.tpRecvCounts = TensorView(r.tpRecv.data(), DType::kInt32, {static_cast<int64_t>(cfg.tp)});
-      d.expandScales = TensorView(r.expandScales.data(), DType::kFloat32, {r.cap.A});
-
-      if (!r.participates) continue;  // a rank removed by scale-in has no combine inputs
-      CombineArgs& c = r.c;
-      static_cast<MoeAttrs&>(c) = static_cast<const MoeAttrs&>(d);
-      c.commQuantMode = cfg.commQuantMode;
-      c.normEps = cfg.normEps;
-      r.ffnRows.assign(static_cast<size_t>(rows * H), 0);
-      c.expandX = TensorView(r.ffnRows.data(), rowType, {rows, H});
-      c.expertIds = d.expertIds;
-      c.xActiveMask = d.xActiveMask;
-      c.elasticInfo = d.elasticInfo;
-      c.assistInfoForCombine = d.assistInfoForCombine;
-      c.epSendCounts = d.epRecvCounts;
-      c.tpSendCounts = d.tpRecvCounts;
-      c.expertScales = makeInput(r.weights, ci.expertScales, {Bs, K}, DType::kFloat32, strided, true);
-      c.residualX = makeInput(r.residual, ci.residualX, {Bs, 1, H}, DType::kBFloat16, strided);
-      c.gamma = makeInput(r.gamma, ci.gamma, {H}, DType::kBFloat16, strided);
-      if (!ci.sharedExpertX.empty())
-        c.sharedExpertX = makeInput(r.sharedX, ci.sharedExpertX, scenario.sharedExpertXShape(e), rowType, strided);
-      if (!ci.oriX.empty()) c.oriX = makeInput(r.oriX, ci.oriX, {Bs, H}, rowType, strided);
-      if (!ci.alpha1.empty()) {
-        const int64_t Q = static_cast<int64_t>(ci.alpha1.size());
-        c.constExpertAlpha1 = makeInput(r.alpha1, ci.alpha1, {Q}, rowType, false);
-        c.constExpertAlpha2 = makeInput(r.alpha2, ci.alpha2, {Q}, rowType, false);
-        c.constExpertV = makeInput(r.constV, ci.constV, {Q, H}, rowType, strided);
-      }
-      r.yOut.resize(static_cast<size_t>(Bs * H));
-      r.xOut.resize(static_cast<size_t>(Bs * H));
-      r.rstd.resize(static_cast<size_t>(Bs));
-      c.yOut = TensorView(r.yOut.data(), DType::kBFloat16, {Bs, 1, H});
-      c.rstdOut = TensorView(r.rstd.data(), DType::kFloat32, {Bs, 1, 1});
-      c.xOut = cfg.addRmsNorm ? TensorView(r.xOut.data(), DType::kBFloat16, {Bs, 1, H})
-                              : TensorView(r.xOut.data(), rowType, {Bs, H});  // CombineV2/V3
-    }
-  }
+  for (int g = 0; g < G; ++g)
+    for (int e = 0; e < W; ++e) buildRank(p, options, g, e, ranks[static_cast<size_t>(g * W + e)]);
 
   Checker checker;
   std::barrier sync(G * W);
-  auto barrier = [&] {
-    if (options.syncBeforeEachOp) sync.arrive_and_wait();
-  };
   auto body = [&](int index) {
     RankData& r = ranks[static_cast<size_t>(index)];
-    const ref::DispatchOutput& want = dout[static_cast<size_t>(r.tpIdx)][static_cast<size_t>(r.epRank)];
-    const ref::CombineOutput& wantC = cout[static_cast<size_t>(r.tpIdx)][static_cast<size_t>(r.epRank)];
-    const bool cpp = options.api == Api::kCpp;
-    const Communicator* epComm = cpp ? &ep[static_cast<size_t>(r.tpIdx)][static_cast<size_t>(r.epRank)] : nullptr;
-    const Communicator* tpComm =
-        cpp && cfg.tp >= 1 ? &tp[static_cast<size_t>(r.epRank)][static_cast<size_t>(r.tpIdx)] : nullptr;
-    RankResult& out = result.ranks[static_cast<size_t>(index)];
-    out.tpIdx = r.tpIdx;
-    out.epRank = r.epRank;
-    out.participates = r.participates;
-    const std::string who = label(r);
+    RankCalls calls;
+    calls.barrier = [&] { sync.arrive_and_wait(); };
     // The CANN API: this thread is device tpIdx * W + epRank, with one stream.
     CannRank cann;
     const int device = r.tpIdx * W + r.epRank;
-    if (options.api == Api::kCann) {
+    if (options.api == Api::kCpp) {
+      const Communicator& epComm = ep[static_cast<size_t>(r.tpIdx)][static_cast<size_t>(r.epRank)];
+      const Communicator* tpComm =
+          cfg.tp >= 1 ? &tp[static_cast<size_t>(r.epRank)][static_cast<size_t>(r.tpIdx)] : nullptr;
+      calls.dispatch = [&epComm, tpComm](const DispatchArgs& args) { return dispatch(epComm, tpComm, args); };
+      calls.combine = [&epComm, tpComm](const CombineArgs& args) { return combineAddRmsNorm(epComm, tpComm, args); };
+    } else {
+      const std::string who = label(r);
       if (Status s = cannStatus(aclrtSetDevice(device), "aclrtSetDevice"); !s.ok())
         checker.fail(who + ": " + s.toString());
       if (Status s = cannStatus(aclrtCreateStream(&cann.stream), "aclrtCreateStream"); !s.ok())
@@ -387,135 +553,52 @@ RunResult runScenario(const Scenario& given, const RunOptions& options) {
       cann.epRankId = r.epRank;
       cann.tpWorldSize = cfg.tp;
       cann.tpRankId = r.tpIdx;
+      calls.dispatch = [&](const DispatchArgs& args) { return cannDispatch(cann, args, options.ops); };
+      calls.combine = [&](const CombineArgs& args) { return cannCombine(cann, args, options.ops); };
     }
-    auto runDispatch = [&](const DispatchArgs& args) {
-      return cpp ? dispatch(*epComm, tpComm, args) : cannDispatch(cann, args, options.ops);
-    };
-    auto runCombine = [&](const CombineArgs& args) {
-      return cpp ? combineAddRmsNorm(*epComm, tpComm, args) : cannCombine(cann, args, options.ops);
-    };
-    auto fillDispatchOutputs = [&] {
-      fill(r.expandX), fill(r.dynamicScales), fill(r.assist), fill(r.tokenNums), fill(r.epRecv), fill(r.tpRecv),
-          fill(r.expandScales);
-    };
-    if (options.warmupDispatch) {
-      barrier();
-      DispatchArgs warm = r.d;
-      warm.elasticInfo = TensorView();
-      fillDispatchOutputs();
-      if (Status s = runDispatch(warm); !s.ok()) checker.fail(who + ": warm-up dispatch: " + s.toString());
-    }
-    for (int layer = 0; layer < options.layers; ++layer) {
-      const std::string where = who + (options.layers > 1 ? " layer " + std::to_string(layer) : "");
-      // Dispatch.
-      DispatchArgs d = r.d;
-      if (options.editDispatch) options.editDispatch(r.tpIdx, r.epRank, d);
-      fillDispatchOutputs();
-      barrier();
-      bool ok = false;
-      const bool skipD = options.skipDispatch && options.skipDispatch(r.tpIdx, r.epRank);
-      if (!r.participates && options.removedRanksCall) out.dispatchStatus = runDispatch(d);
-      if (r.participates && !skipD) {
-        const auto t0 = std::chrono::steady_clock::now();
-        out.dispatchStatus = runDispatch(d);
-        const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        out.dispatchSeconds = layer == 0 ? sec : std::min(out.dispatchSeconds, sec);
-        ok = out.dispatchStatus.ok();
-        if (!ok) {
-          checker.fail(where + ": dispatch: " + out.dispatchStatus.toString());
-          const std::string w = where + " dispatch failed but half-written ";
-          checker.expectUntouched(w + "expandX", r.expandX.data(), 0, r.expandX.size());
-          checker.expectUntouched(w + "dynamicScales", r.dynamicScales.data(), 0, r.dynamicScales.size());
-          checker.expectUntouched(w + "assistInfoForCombine", r.assist.data(), 0, r.assist.size());
-          checker.expectUntouched(w + "expertTokenNums", r.tokenNums.data(), 0, r.tokenNums.size());
-          checker.expectUntouched(w + "epRecvCounts", r.epRecv.data(), 0, r.epRecv.size());
-          checker.expectUntouched(w + "tpRecvCounts", r.tpRecv.data(), 0, r.tpRecv.size());
-        }
-      }
-      if (ok && options.check) {
-        const std::string w = where + " dispatch ";
-        checker.expectPrefix(w + "expandX", r.expandX.data(), r.expandX.size(), want.expandX.data(),
-                             want.expandX.size());
-        checker.expectPrefix(w + "dynamicScales", r.dynamicScales.data(), r.dynamicScales.size(),
-                             want.dynamicScales.data(), want.dynamicScales.size());
-        checker.expectPrefix(w + "assistInfoForCombine", r.assist.data(), r.assist.size(), want.assistInfo.data(),
-                             want.assistInfo.size());
-        checker.expectPrefix(w + "expertTokenNums", r.tokenNums.data(), r.tokenNums.size(), want.expertTokenNums.data(),
-                             want.expertTokenNums.size());
-        checker.expectPrefix(w + "epRecvCounts", r.epRecv.data(), r.epRecv.size(), want.epRecvCounts.data(),
-                             want.epRecvCounts.size());
-        checker.expectPrefix(w + "tpRecvCounts", r.tpRecv.data(), r.tpRecv.size(), want.tpRecvCounts.data(),
-                             want.tpRecvCounts.size());
-        checker.expectUntouched(w + "expandScales", r.expandScales.data(), 0, r.expandScales.size());
-      }
-      // The stand-in expert FFN on this rank's own dispatch outputs.
-      if (ok) {
-        const FfnRank fr = ffnRankFor(cfg, r.epRank, r.tpIdx);
-        out.ownRows = r.epRecv[static_cast<size_t>(fr.numSourceRanks * (fr.sharedRank ? 1 : fr.numLocalExperts) - 1)];
-        out.totalRows = out.ownRows + (cfg.tp == 2 ? r.tpRecv[static_cast<size_t>(1 - r.tpIdx)] : 0);
-        const auto rows =
-            expertFfn(fr, r.expandX.data(), quant ? r.dynamicScales.data() : nullptr, out.totalRows, r.epRecv.data());
-        std::copy(rows.begin(), rows.end(), r.ffnRows.begin());
-      }
-      // Combine.
-      CombineArgs c = r.c;
-      if (options.editCombine) options.editCombine(r.tpIdx, r.epRank, c);
-      fill(r.yOut), fill(r.rstd), fill(r.xOut);
-      barrier();
-      const bool skipC = options.skipCombine && options.skipCombine(r.tpIdx, r.epRank);
-      if (r.participates && ok && !skipC) {
-        const auto t0 = std::chrono::steady_clock::now();
-        out.combineStatus = runCombine(c);
-        const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        out.combineSeconds = layer == 0 ? sec : std::min(out.combineSeconds, sec);
-        if (!out.combineStatus.ok()) {
-          checker.fail(where + ": combine: " + out.combineStatus.toString());
-          const std::string w = where + " combine failed but half-written ";
-          checker.expectUntouched(w + "yOut", r.yOut.data(), 0, r.yOut.size());
-          checker.expectUntouched(w + "rstdOut", r.rstd.data(), 0, r.rstd.size());
-          checker.expectUntouched(w + "xOut", r.xOut.data(), 0, r.xOut.size());
-        } else if (options.check) {
-          for (size_t t = 0; t < wantC.written.size(); ++t) {
-            const size_t h = static_cast<size_t>(H);
-            const std::string w = where + " combine token " + std::to_string(t) + " ";
-            if (wantC.written[t] && !cfg.addRmsNorm) {  // CombineV2/V3 have no yOut and rstdOut
-              checker.expectPrefix(w + "xOut", &r.xOut[t * h], h, &wantC.xOut[t * h], h);
-              checker.expectUntouched(w + "yOut", &r.yOut[t * h], 0, h);
-              checker.expectUntouched(w + "rstdOut", &r.rstd[t], 0, 1);
-            } else if (wantC.written[t]) {
-              checker.expectPrefix(w + "yOut", &r.yOut[t * h], h, &wantC.yOut[t * h], h);
-              checker.expectPrefix(w + "rstdOut", &r.rstd[t], 1, &wantC.rstdOut[t], 1);
-              checker.expectPrefix(w + "xOut", &r.xOut[t * h], h, &wantC.xOut[t * h], h);
-            } else {
-              checker.expectUntouched(w + "yOut", &r.yOut[t * h], 0, h);
-              checker.expectUntouched(w + "rstdOut", &r.rstd[t], 0, 1);
-              checker.expectUntouched(w + "xOut", &r.xOut[t * h], 0, h);
-            }
-          }
-        }
-      }
-    }
+    runRank(p, options, r, calls, checker, result.ranks[static_cast<size_t>(index)]);
     if (cann.stream != nullptr) aclrtDestroyStream(cann.stream);
+    if (options.api == Api::kCann) aclrtResetDevice(device);
   };
   result.ranks.resize(ranks.size());
-  auto bodyWithDevice = [&](int index) {
-    body(index);
-    if (options.api == Api::kCann)
-      aclrtResetDevice(ranks[static_cast<size_t>(index)].tpIdx * W + ranks[static_cast<size_t>(index)].epRank);
-  };
-  const auto errors = runRanks(G * W, bodyWithDevice);
+  const auto errors = runRanks(G * W, body);
   destroyHccl();
-  for (size_t i = 0; i < errors.size(); ++i)
-    if (!errors[i].empty()) checker.fail(label(ranks[i]) + ": " + errors[i]);
-  result.failures = checker.take();
+  finish(p, ranks, errors, checker, &result);
+  return result;
+}
 
-  for (const RankResult& r : result.ranks) {
-    if (!r.participates) continue;
-    result.dispatchSeconds = std::max(result.dispatchSeconds, r.dispatchSeconds);
-    result.combineSeconds = std::max(result.combineSeconds, r.combineSeconds);
-    result.dispatchBytes += r.totalRows * H * expandElem;
-    result.combineBytes += r.ownRows * H * (cfg.commQuantMode == 2 ? 1 : 2);
+RunResult runScenarioRank(const Scenario& scenario, const RunOptions& options, int tpIdx, int epRank,
+                          const Communicator& ep, const Communicator* tp) {
+  RunResult result;
+  Prepared p;
+  if (!prepare(scenario, options, &p, &result)) return result;
+  const ref::Config& cfg = p.cfg;
+  if (options.api != Api::kCpp) {
+    result.failures.push_back("runScenarioRank calls the C++ API only: use Api::kCpp");
+    return result;
   }
+  if (tpIdx < 0 || tpIdx >= p.scenario.numGroups() || epRank < 0 || epRank >= cfg.W) {
+    result.failures.push_back("runScenarioRank: no rank tp " + std::to_string(tpIdx) + " ep rank " +
+                              std::to_string(epRank) + " in " + p.scenario.describe());
+    return result;
+  }
+  if (cfg.tp >= 1 && tp == nullptr) {
+    result.failures.push_back("runScenarioRank: the scenario has tp " + std::to_string(cfg.tp) +
+                              ", but no TP communicator was given");
+    return result;
+  }
+  std::vector<RankData> ranks(1);
+  buildRank(p, options, tpIdx, epRank, ranks[0]);
+
+  Checker checker;
+  RankCalls calls;
+  calls.dispatch = [&](const DispatchArgs& args) { return dispatch(ep, tp, args); };
+  calls.combine = [&](const CombineArgs& args) { return combineAddRmsNorm(ep, tp, args); };
+  calls.barrier = options.rankBarrier;
+  result.ranks.resize(1);
+  // On a thread of its own, as in runScenario: the launcher's watchdog turns a hang into a report and an abort.
+  const auto errors = runRanks(1, [&](int) { runRank(p, options, ranks[0], calls, checker, result.ranks[0]); });
+  finish(p, ranks, errors, checker, &result);
   return result;
 }
 

@@ -1,6 +1,7 @@
 // The end-to-end harness shared by the e2e tests and `moedist run`: it runs a Scenario through the public C++
 // API (dispatch -> stand-in expert FFN -> combine) on in-process ranks, one thread per rank, and checks every
 // output byte against the reference model, including the bytes the operators must leave untouched.
+// runScenarioRank runs the part of one rank alone, for ranks that are processes (the MPI tests).
 #pragma once
 
 #include <chrono>
@@ -31,7 +32,9 @@ struct RunOptions {
   bool warmupDispatch = false;   // one extra dispatch of all ranks without elasticInfo first (the seed example)
   bool stridedInputs = false;    // pass the inputs as strided (non-contiguous) views
   bool syncBeforeEachOp = true;  // a thread barrier before each operator (for timing); false lets calls overlap
-  bool check = true;             // compare with the reference model
+  // runScenarioRank: where the ranks meet when syncBeforeEachOp (an MPI_Barrier over the job, say); empty: nowhere.
+  std::function<void()> rankBarrier;
+  bool check = true;  // compare with the reference model
   // Hooks to corrupt one rank's arguments (error tests); run right before the call on that rank's thread.
   std::function<void(int tpIdx, int epRank, DispatchArgs&)> editDispatch;
   std::function<void(int tpIdx, int epRank, CombineArgs&)> editCombine;
@@ -68,5 +71,17 @@ struct RunResult {
 };
 
 RunResult runScenario(const Scenario& scenario, const RunOptions& options = {});
+
+// The CommOptions of the communicators runScenario creates: options.timeout, kernelThreads and kernels.
+CommOptions commOptionsFor(const RunOptions& options);
+
+// The part of EP rank `epRank` of TP group `tpIdx` in runScenario(scenario, options), with that rank's
+// communicators: `ep` (W ranks, this one is rank epRank) and `tp` (the TP communicator of cfg.tp ranks, this one
+// is rank tpIdx; nullptr when cfg.tp is 0), created with commOptionsFor(options). Every rank of the run calls it,
+// each in its own process, and checks its own outputs against the reference model, which every process computes
+// whole (the scenario is deterministic). C++ API only. result.ranks holds this rank's RankResult alone, and the
+// totals cover this rank alone.
+RunResult runScenarioRank(const Scenario& scenario, const RunOptions& options, int tpIdx, int epRank,
+                          const Communicator& ep, const Communicator* tp);
 
 }  // namespace moedist::testing

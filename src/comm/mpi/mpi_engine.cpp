@@ -11,12 +11,14 @@
 #include "comm/mpi/mpi_engine.h"
 
 #include <fmt/format.h>
+#include <sys/statvfs.h>
 
 #include <algorithm>
 #include <array>
 #include <cstring>
 #include <list>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -101,6 +103,39 @@ Status mpiError(const std::string& what, int code) {
   int len = 0;
   MPI_Error_string(code, text, &len);
   return Status(StatusCode::kInternal, fmt::format("{} failed: {}", what, std::string(text, static_cast<size_t>(len))));
+}
+
+// Communicators of destroyed engines. They are not freed until MPI_Finalize: freeing one lets MPI give its context id
+// to a later communicator, and messages still in flight to the old one (a peer's notice that it gave up, an answer
+// nobody waits for any more) would then arrive in the new one. MPI_Finalize deletes MPI_COMM_SELF's attributes
+// first, and the callback below frees them then.
+struct Retired {
+  std::mutex mu;
+  std::vector<MPI_Comm> comms;
+  int keyval = MPI_KEYVAL_INVALID;
+};
+
+Retired& retired() {
+  static Retired* r = new Retired;  // never destroyed: used until MPI_Finalize, after main() may have returned
+  return *r;
+}
+
+int freeRetired(MPI_Comm, int, void*, void*) {
+  Retired& r = retired();
+  std::lock_guard<std::mutex> lock(r.mu);
+  for (MPI_Comm& c : r.comms) MPI_Comm_free(&c);
+  r.comms.clear();
+  return MPI_SUCCESS;
+}
+
+void retire(MPI_Comm comm) {
+  Retired& r = retired();
+  std::lock_guard<std::mutex> lock(r.mu);
+  if (r.keyval == MPI_KEYVAL_INVALID) {
+    MPI_Comm_create_keyval(MPI_COMM_NULL_COPY_FN, freeRetired, &r.keyval, nullptr);
+    MPI_Comm_set_attr(MPI_COMM_SELF, r.keyval, nullptr);
+  }
+  r.comms.push_back(comm);
 }
 
 #define MOEDIST_MPI(call)                                                           \
@@ -199,6 +234,7 @@ class MpiEngine final : public Engine {
   MPI_Win win_ = MPI_WIN_NULL;
   std::byte* window_ = nullptr;
   size_t windowBytes_ = 0;
+  bool warnedWindow_ = false;
   std::vector<std::byte*> windows_;  // by rank: its window as mapped here (same host), or nullptr
 
   std::map<uint64_t, uint64_t> nextSeq_;  // participant-list hash -> calls made with that list
@@ -233,13 +269,33 @@ MpiEngine::~MpiEngine() {
     MPI_Win_unlock_all(win_);
     MPI_Win_free(&win_);  // collective over this host's ranks
   }
-  if (node_ != MPI_COMM_NULL) MPI_Comm_free(&node_);
-  MPI_Comm_free(&comm_);
+  if (node_ != MPI_COMM_NULL) MPI_Comm_free(&node_);  // carries collectives only, never a stray message
+  retire(comm_);
 }
 
 Status MpiEngine::attachWindow(size_t windowBytes) {
   if (windowBytes == 0) return okStatus();
   MOEDIST_MPI(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node_));
+  // The windows of all ranks of this host live in /dev/shm: take at most half of its free space, so that a large
+  // HCCL_BUFFSIZE cannot make the allocation fail on some ranks only (which would leave the others waiting in it).
+  int nodeRank = 0, nodeSize = 1;
+  MPI_Comm_rank(node_, &nodeRank);
+  MPI_Comm_size(node_, &nodeSize);
+  unsigned long long mine = windowBytes, agreed = 0;
+  if (struct statvfs fs; ::statvfs("/dev/shm", &fs) == 0)
+    mine = std::min<unsigned long long>(mine, fs.f_bavail * fs.f_frsize / 2 / static_cast<unsigned>(nodeSize));
+  mine &= ~((1ull << 20) - 1);  // whole MB
+  MOEDIST_MPI(MPI_Allreduce(&mine, &agreed, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, node_));
+  if (agreed < windowBytes && nodeRank == 0)
+    fmt::print(stderr,
+               "moedist: {}the shared-memory window is {} MB per rank, not HCCL_BUFFSIZE's {} MB: /dev/shm has too "
+               "little free space for {} ranks; calls that publish more go through messages\n",
+               prefix(), agreed >> 20, windowBytes >> 20, nodeSize);
+  if (agreed == 0) {  // no window at all: every peer through messages
+    MPI_Comm_free(&node_);
+    return okStatus();
+  }
+  windowBytes = agreed;
   MPI_Info info;
   MOEDIST_MPI(MPI_Info_create(&info));
   MPI_Info_set(info, "alloc_shared_noncontig", "true");
@@ -251,8 +307,6 @@ Status MpiEngine::attachWindow(size_t windowBytes) {
   window_ = static_cast<std::byte*>(base);
   windowBytes_ = windowBytes;
   // Where each rank of this host has its window in this process.
-  int nodeSize = 0;
-  MPI_Comm_size(node_, &nodeSize);
   MPI_Group nodeGroup, group;
   MPI_Comm_group(node_, &nodeGroup);
   MPI_Comm_group(comm_, &group);
@@ -424,6 +478,14 @@ Status MpiEngine::open(std::span<const int> participants, std::span<const std::b
   }
   const bool hostPeers = std::any_of(participants.begin(), participants.end(),
                                      [&](int p) { return p != rank_ && windowOf(p) != nullptr; });
+  if (hostPeers && need > windowBytes_ && !warnedWindow_) {  // correct, but slow: say so once
+    warnedWindow_ = true;
+    fmt::print(stderr,
+               "moedist: {}a call publishes {} bytes, more than the shared-memory window of {} bytes "
+               "(HCCL_BUFFSIZE MB); peers on this host read them through messages, which is slower. Raise "
+               "HCCL_BUFFSIZE.\n",
+               prefix(), need, windowBytes_);
+  }
   if (hostPeers && need <= windowBytes_) {
     size_t at = 0;
     for (size_t i = 0; i < regions.size(); ++i) {
@@ -469,7 +531,10 @@ Status MpiEngine::open(std::span<const int> participants, std::span<const std::b
     message = fmt::format("{}timed out after {} ms waiting for rank(s) {} to open the call ({})", prefix(),
                           msSince(start), joinRanks(late), what());
   }
-  sendClose(true, fmt::format("rank {} timed out waiting for rank(s) {} to open it", rank_, joinRanks(late)));
+  // Tell the others, so that they fail now rather than at their own deadlines (passing on a peer's notice).
+  sendClose(true, call_->abandonedBy >= 0
+                      ? call_->abandonNote
+                      : fmt::format("rank {} timed out waiting for rank(s) {} to open it", rank_, joinRanks(late)));
   call_.reset();
   return Status(StatusCode::kTimeout, std::move(message));
 }

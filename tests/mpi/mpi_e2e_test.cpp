@@ -1,0 +1,384 @@
+// The end-to-end tests of the MPI engine: every process of the job is one rank (process p is EP rank p % W of TP
+// group p / W, as runScenario numbers its threads), with communicators from createMpiCommunicator over
+// MPI_Comm_split of MPI_COMM_WORLD. Each process builds the same scenario, runs its own rank through the harness
+// (runScenarioRank) and checks its outputs bit for bit against the reference model, untouched bytes included.
+// The cases are the in-process ones (harness/grid.h, harness/features.h) whose number of ranks is the number of
+// processes (the grid topped up with small points where its sample has few), plus scale-in, deadlines,
+// back-to-back layers and the point-to-point data path (MOEDIST_MPI_SHM=0).
+// Every test ends with the processes agreeing on its verdict, so that process 0's report names a test that failed
+// on another process only.
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "harness/features.h"
+#include "harness/grid.h"
+#include "harness/pipeline.h"
+#include "moedist/mpi.h"
+
+namespace moedist::testing {
+namespace {
+
+int processCount() {
+  int n = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &n);
+  return n;
+}
+
+int processId() {
+  int p = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &p);
+  return p;
+}
+
+bool contains(const std::string& s, const std::string& needle) {
+  return s.find(needle) != std::string::npos;
+}
+
+// The largest value over all processes.
+double maxOverProcesses(double mine) {
+  double all = 0;
+  MPI_Allreduce(&mine, &all, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  return all;
+}
+
+// The number of processes for which `mine` holds.
+int countOverProcesses(bool mine) {
+  const int one = mine ? 1 : 0;
+  int all = 0;
+  MPI_Allreduce(&one, &all, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+  return all;
+}
+
+class MpiTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    const int mine = HasFailure() ? 1 : 0;
+    int any = 0;
+    MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (any != 0 && mine == 0) ADD_FAILURE() << "failed on another process (its lines start with [process p])";
+  }
+};
+
+// An environment variable set for the life of the object, then restored.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const std::string& value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    setenv(name, value.c_str(), 1);
+  }
+  ~ScopedEnv() { old_ ? setenv(name_, old_->c_str(), 1) : unsetenv(name_); }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+// What the MPI tests change in the default options: a deadline short enough that an engine which loses a message
+// reports it as a timeout well before the ctest timeout, and the processes meeting before each operator, as the
+// threads of runScenario do.
+RunOptions mpiOptions() {
+  RunOptions o;
+  o.timeout = std::chrono::seconds(60);
+  o.rankBarrier = [] { MPI_Barrier(MPI_COMM_WORLD); };
+  return o;
+}
+
+// Runs this process's rank of `sc`: splits MPI_COMM_WORLD into the EP groups (and the TP pairs), creates the
+// communicators (collective over MPI_COMM_WORLD), runs the rank and destroys the communicators. `shm`: the value
+// of MOEDIST_MPI_SHM while the communicators are created (nullopt: the environment's, unset by default).
+RunResult runHere(const Scenario& sc, const RunOptions& o, std::optional<std::string> shm = std::nullopt) {
+  const int W = sc.cfg.W, p = processId();
+  const int tpIdx = p / W, epRank = p % W;
+  RunResult failed;
+  if (sc.numGroups() * W != processCount()) {  // the same on every process, so no process is left in a collective
+    failed.failures.push_back("the scenario has " + std::to_string(sc.numGroups() * W) + " ranks, the job " +
+                              std::to_string(processCount()) + " processes");
+    return failed;
+  }
+  Communicator ep, tp;
+  Status epStatus, tpStatus;
+  {
+    std::optional<ScopedEnv> env;
+    if (shm) env.emplace("MOEDIST_MPI_SHM", *shm);
+    const CommOptions co = commOptionsFor(o);
+    MPI_Comm epComm = MPI_COMM_NULL, tpComm = MPI_COMM_NULL;
+    MPI_Comm_split(MPI_COMM_WORLD, tpIdx, epRank, &epComm);
+    epStatus = createMpiCommunicator(epComm, co, &ep);
+    MPI_Comm_free(&epComm);  // the communicator keeps a duplicate
+    if (sc.cfg.tp >= 1) {
+      MPI_Comm_split(MPI_COMM_WORLD, epRank, tpIdx, &tpComm);
+      tpStatus = createMpiCommunicator(tpComm, co, &tp);
+      MPI_Comm_free(&tpComm);
+    }
+  }
+  // createMpiCommunicator agrees on a failure within its group only: without communicators anywhere, every process
+  // stops here, rather than running into a deadline that waits for the processes that stopped.
+  if (countOverProcesses(!epStatus.ok() || !tpStatus.ok()) > 0) {
+    if (!epStatus.ok()) failed.failures.push_back("createMpiCommunicator (EP): " + epStatus.toString());
+    if (!tpStatus.ok()) failed.failures.push_back("createMpiCommunicator (TP): " + tpStatus.toString());
+    if (failed.failures.empty()) failed.failures.push_back("another process could not create its communicators");
+    return failed;
+  }
+  return runScenarioRank(sc, o, tpIdx, epRank, ep, sc.cfg.tp >= 1 ? &tp : nullptr);
+}
+
+std::string where() {
+  return "process " + std::to_string(processId()) + " of " + std::to_string(processCount());
+}
+
+void expectMatches(const Scenario& sc, const RunResult& r) {
+  EXPECT_TRUE(r.ok()) << where() << ": " << sc.describe() << "\n" << r.summary();
+}
+
+// A scenario of W ranks for the tests below: two experts per rank, some special experts and a 2-D mask, so that
+// most paths of both operators carry data.
+Scenario worldScenario(int W) {
+  Scenario sc;
+  sc.cfg.W = W;
+  sc.cfg.M = 2 * W;
+  sc.cfg.K = std::min(3, 2 * (W - 1));  // K distinct MoE ids also after one rank is removed
+  sc.cfg.H = 1056;
+  sc.cfg.Z = 1, sc.cfg.C = 1, sc.specialFraction = 0.1, sc.oriX = true;
+  sc.cfg.maskDims = 2;
+  sc.bs.assign(static_cast<size_t>(W), 9);
+  sc.seed = 97 + static_cast<uint64_t>(W);
+  return sc;
+}
+
+// --- The checks can fail: process 0 dispatches other tokens than the scenario's, and the processes that receive its
+// rows find them wrong. Bytes that crossed the engine are what each process checks.
+
+class MpiHarness : public MpiTest {};
+
+TEST_F(MpiHarness, ReceiversDetectWrongRows) {
+  const int N = processCount();
+  const Scenario sc = worldScenario(N);
+  const int64_t Bs = sc.bs[0], H = sc.cfg.H;
+  std::vector<uint16_t> otherX(static_cast<size_t>(Bs * H), 0x3F80);  // bf16 1.0 everywhere
+  RunOptions o = mpiOptions();
+  o.editDispatch = [&](int, int epRank, DispatchArgs& d) {
+    if (epRank == 0) d.x = TensorView(otherX.data(), DType::kBFloat16, {Bs, H});
+  };
+  const RunResult r = runHere(sc, o);
+  ASSERT_EQ(r.ranks.size(), 1u);
+  EXPECT_TRUE(r.ranks[0].dispatchStatus.ok()) << where() << ": " << r.ranks[0].dispatchStatus.toString();
+  const bool caught = processId() != 0 && contains(r.summary(), "dispatch expandX");
+  EXPECT_GT(countOverProcesses(caught), 0) << "no process other than 0 noticed process 0's wrong rows";
+}
+
+// --- The size grid, at the points with as many ranks as the job has processes (topped up with small points where
+// the sample has few).
+
+class MpiGrid : public MpiTest, public ::testing::WithParamInterface<GridPoint> {};
+
+TEST_P(MpiGrid, MatchesReference) {
+  Scenario sc;
+  RunOptions o = mpiOptions();
+  gridCase(GetParam(), &sc, &o);
+  // As in the in-process grid test, the large corners need more than CANN's default 200 MB window; the points of up
+  // to 8 ranks need 388 MB at most. Not the in-process test's 4096: every rank allocates a shared window of this
+  // size, and the windows of all the host's ranks must fit in /dev/shm together (their pages are touched only when
+  // used, but Open MPI reserves the space).
+  ScopedEnv buffSize("HCCL_BUFFSIZE", "512");
+  expectMatches(sc, runHere(sc, o));
+}
+
+INSTANTIATE_TEST_SUITE_P(MPI, MpiGrid, ::testing::ValuesIn(gridPointsWithRanks(processCount())),
+                         [](const ::testing::TestParamInfo<GridPoint>& info) { return info.param.name(); });
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(MpiGrid);  // a job of one process
+
+// --- The feature cases with as many ranks as the job has processes.
+
+std::vector<features::Case> featureCasesHere() {
+  std::vector<features::Case> out;
+  for (const features::Case& c : features::cases()) {
+    Scenario sc = features::base();
+    RunOptions o;
+    c.setup(sc, o);
+    if (sc.numGroups() * sc.cfg.W == processCount()) out.push_back(c);
+  }
+  return out;
+}
+
+class MpiFeatures : public MpiTest, public ::testing::WithParamInterface<features::Case> {};
+
+TEST_P(MpiFeatures, MatchesReference) {
+  Scenario sc = features::base();
+  RunOptions o = mpiOptions();
+  GetParam().setup(sc, o);
+  expectMatches(sc, runHere(sc, o));
+}
+
+INSTANTIATE_TEST_SUITE_P(MPI, MpiFeatures, ::testing::ValuesIn(featureCasesHere()),
+                         [](const ::testing::TestParamInfo<features::Case>& info) { return info.param.name; });
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(MpiFeatures);
+
+// --- Elastic scale-in: the removed processes stay in the job but never call; the survivors' outputs are the
+// reference model's.
+
+class MpiElastic : public MpiTest {};
+
+TEST_F(MpiElastic, RemovedRanksStayAliveAndDoNotCall) {
+  const int N = processCount();
+  Scenario sc = worldScenario(N);
+  sc.removedRanks = {N - 1};
+  if (N >= 4) sc.removedRanks = {1, N - 2};  // one from the middle, survivors on both sides
+  const RunResult r = runHere(sc, mpiOptions());
+  expectMatches(sc, r);
+  ASSERT_EQ(r.ranks.size(), 1u);
+  const bool removed = std::find(sc.removedRanks.begin(), sc.removedRanks.end(), processId()) != sc.removedRanks.end();
+  EXPECT_EQ(r.ranks[0].participates, !removed) << where();
+}
+
+TEST_F(MpiElastic, RemovedSharedRankAndRankThatCallsAnyway) {
+  const int N = processCount();
+  Scenario sc = worldScenario(N);
+  if (N >= 3) {  // a shared expert on rank 0 of N, which stays; the last rank goes
+    sc.cfg.sharedExpertNum = 1, sc.cfg.sharedExpertRankNum = 1, sc.cfg.M = 2 * (N - 1);
+    sc.cfg.K = std::min(3, 2 * (N - 2));
+  }
+  sc.removedRanks = {N - 1};
+  RunOptions o = mpiOptions();
+  o.removedRanksCall = true;  // the removed rank calls dispatch: it must fail there alone, without a peer
+  const RunResult r = runHere(sc, o);
+  ASSERT_EQ(r.ranks.size(), 1u);
+  const RankResult& me = r.ranks[0];
+  if (processId() == N - 1) {
+    EXPECT_EQ(me.dispatchStatus.code(), StatusCode::kInvalidArgument) << me.dispatchStatus.toString();
+    EXPECT_TRUE(contains(me.dispatchStatus.message(), "was removed by the scale-in")) << me.dispatchStatus.message();
+  } else {
+    expectMatches(sc, r);
+  }
+}
+
+// --- Layers back to back on the same communicators, through both data paths of the engine: shared-memory windows
+// (the default on one host) and point-to-point messages for every peer (MOEDIST_MPI_SHM=0, as across hosts).
+
+struct PathCase {
+  std::string name;
+  std::optional<std::string> shm;  // MOEDIST_MPI_SHM
+  bool tp;                         // TP pairs: W = processes / 2
+  bool sync;                       // syncBeforeEachOp: false lets the layers' calls overlap
+};
+
+void PrintTo(const PathCase& c, std::ostream* os) {
+  *os << c.name;
+}
+
+std::vector<PathCase> pathCasesHere() {
+  std::vector<PathCase> out = {
+      {"SharedMemory", std::nullopt, false, true},
+      {"SharedMemoryNoBarriers", std::nullopt, false, false},
+      {"PointToPoint", "0", false, true},
+      {"PointToPointNoBarriers", "0", false, false},
+  };
+  if (processCount() % 2 == 0 && processCount() >= 4) {  // TP pairs of EP groups of at least 2 ranks
+    out.push_back({"SharedMemoryTp", std::nullopt, true, true});
+    out.push_back({"PointToPointTp", "0", true, false});
+  }
+  return out;
+}
+
+class MpiLayers : public MpiTest, public ::testing::WithParamInterface<PathCase> {};
+
+TEST_P(MpiLayers, ThreeLayersMatchReference) {
+  const PathCase& c = GetParam();
+  const int N = processCount();
+  Scenario sc = worldScenario(c.tp ? N / 2 : N);
+  sc.cfg.quantMode = 2, sc.smoothScales = true;
+  if (c.tp)  // one expert per MoE rank; commQuantMode 2 needs tp <= 1
+    sc.cfg.tp = 2, sc.cfg.M = sc.cfg.W, sc.cfg.K = std::min(sc.cfg.K, sc.cfg.M);
+  else
+    sc.cfg.commQuantMode = 2;
+  RunOptions o = mpiOptions();
+  o.layers = 3;
+  o.syncBeforeEachOp = c.sync;
+  o.kernelThreads = 2;
+  expectMatches(sc, runHere(sc, o, c.shm));
+}
+
+INSTANTIATE_TEST_SUITE_P(MPI, MpiLayers, ::testing::ValuesIn(pathCasesHere()),
+                         [](const ::testing::TestParamInfo<PathCase>& info) { return info.param.name; });
+
+// --- Deadlines: one process skips a call; every other one returns kTimeout naming it, near the deadline, with
+// nothing half-written; then the job goes on with fresh communicators, on both data paths. Last in the file, so
+// that they run last: a deadline leaves messages to ranks that never read them, and an engine that lets those
+// reach a later communicator fails the rerun here, with the messages named, rather than a later test.
+
+constexpr std::chrono::milliseconds kShortTimeout{1500};
+// Above the deadline a timed-out call may take: the engine's polling interval, the messages that tell the others
+// that a call was abandoned, and up to 8 processes sharing 2 cores.
+constexpr std::chrono::milliseconds kDeadlineMargin{3000};
+
+class MpiDeadlines : public MpiTest, public ::testing::WithParamInterface<std::optional<std::string>> {
+ protected:
+  // Checks this process's part of a run in which process `skipper` skipped a call (`dispatch` or combine), and
+  // reports the slowest timed-out call of the job on process 0.
+  void expectTimedOut(const RunResult& r, int skipper, bool dispatch) {
+    ASSERT_EQ(r.ranks.size(), 1u);
+    const RankResult& me = r.ranks[0];
+    const Status& s = dispatch ? me.dispatchStatus : me.combineStatus;
+    const double seconds = dispatch ? me.dispatchSeconds : me.combineSeconds;
+    const double timeout = std::chrono::duration<double>(kShortTimeout).count();
+    const double margin = std::chrono::duration<double>(kDeadlineMargin).count();
+    if (processId() != skipper) {
+      EXPECT_EQ(s.code(), StatusCode::kTimeout) << where() << ": " << s.toString();
+      EXPECT_TRUE(contains(s.message(), "rank(s) " + std::to_string(skipper))) << where() << ": " << s.message();
+      EXPECT_TRUE(contains(s.message(), dispatch ? "DispatchV3" : "CombineAddRmsNormV2"))
+          << where() << ": " << s.message();
+      // Not before the deadline (the skipper could still have come), and not long after it.
+      EXPECT_GE(seconds, timeout * 0.5) << where() << ": " << s.toString();
+      EXPECT_LE(seconds, timeout + margin) << where() << ": " << s.toString();
+    } else {
+      EXPECT_TRUE(r.ok()) << where() << " (the skipper): " << r.summary();
+    }
+    for (const std::string& f : r.failures) EXPECT_FALSE(contains(f, "half-written")) << where() << ": " << f;
+    const double slowest = maxOverProcesses(processId() != skipper ? seconds : 0);
+    if (processId() == 0)
+      std::printf("[ deadline ] %d processes: slowest timed-out %s returned after %.0f ms (timeout %lld ms)\n",
+                  processCount(), dispatch ? "dispatch" : "combine", slowest * 1e3,
+                  static_cast<long long>(kShortTimeout.count()));
+  }
+};
+
+TEST_P(MpiDeadlines, DispatchRankThatNeverArrivesIsNamed) {
+  const int N = processCount();
+  const Scenario sc = worldScenario(N);
+  RunOptions o = mpiOptions();
+  o.timeout = kShortTimeout;
+  o.skipDispatch = [N](int, int epRank) { return epRank == N - 1; };
+  expectTimedOut(runHere(sc, o, GetParam()), N - 1, true);
+  // The job goes on: the next run, on fresh communicators, meets no trace of the abandoned call.
+  expectMatches(sc, runHere(sc, mpiOptions(), GetParam()));
+}
+
+TEST_P(MpiDeadlines, CombineRankThatNeverArrivesIsNamed) {
+  const int N = processCount();
+  const Scenario sc = worldScenario(N);
+  RunOptions o = mpiOptions();
+  o.timeout = kShortTimeout;
+  o.skipCombine = [](int, int epRank) { return epRank == 0; };
+  expectTimedOut(runHere(sc, o, GetParam()), 0, false);
+  expectMatches(sc, runHere(sc, mpiOptions(), GetParam()));
+}
+
+// MOEDIST_MPI_SHM: the engine's default (shared memory on one host), and point-to-point messages for every peer.
+INSTANTIATE_TEST_SUITE_P(MPI, MpiDeadlines, ::testing::Values(std::nullopt, std::optional<std::string>("0")),
+                         [](const ::testing::TestParamInfo<std::optional<std::string>>& info) {
+                           return std::string(info.param ? "PointToPoint" : "SharedMemory");
+                         });
+
+}  // namespace
+}  // namespace moedist::testing

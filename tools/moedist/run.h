@@ -1,0 +1,61 @@
+// `moedist run`: its flags, the scenario and harness options they give, and the summary both engines print (the
+// in-process engine alone, or the MPI engine side by side with the in-process one).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "harness/pipeline.h"
+
+namespace moedist::tool {
+
+struct RunFlags {
+  int worldSize = 8, tokens = 8, hidden = 7168, topk = 3, experts = 8;
+  int zeroExperts = 7, copyExperts = 8, constExperts = 10;
+  double specialFraction = 0.3;
+  int sharedExperts = 0, sharedExpertRanks = 0;
+  int tp = 0, quantMode = 0, commQuantMode = 0, globalBs = 0, expertTokenNumsType = 1;
+  bool smoothScales = false, fp16 = false, elastic = false, strided = false, noCheck = false, noSharedX = false;
+  bool noBaseline = false;
+  std::string mask = "none";
+  std::string engine = "inproc";  // inproc or mpi
+  std::vector<int> removeRanks;
+  int layers = 3, kernelThreads = 1, timeoutMs = 120000;
+  uint64_t seed = 1;
+};
+
+testing::Scenario scenarioFrom(const RunFlags& f);
+testing::RunOptions runOptionsFrom(const RunFlags& f, const testing::Scenario& sc);
+
+// The kernel table the communicators use ("cpu" unless MOEDIST_KERNELS says otherwise).
+std::string kernelsName();
+
+// One engine's runs of the scenario: with the flags' kernels, and with the scalar reference kernels (the baseline;
+// all zero with --no-baseline).
+struct EngineRuns {
+  std::string name;  // the engine's column in the summary; empty when the summary shows one engine only
+  testing::RunResult run;
+  testing::RunResult base;
+};
+
+// Runs the scenario through `run` (one engine) with `o`, then, unless --no-baseline, with the reference kernels.
+// With `print`: the rows each rank received after the first run (when `printRows`), and a failure as "result: FAIL
+// (<what>)", where `what` names the engine ("" for the only one). Returns 0, 1 when a run failed, 2 when it threw.
+int runEngine(const RunFlags& f, const testing::Scenario& sc, const testing::RunOptions& o, const std::string& what,
+              const std::function<testing::RunResult(const testing::RunOptions&)>& run, bool print, bool printRows,
+              EngineRuns* out);
+
+// The end of a passing run: the match line, the time per call of every engine (with the ratio of the first to the
+// second when there are two), the memcpy bandwidth measured now with one thread per rank, and "result: PASS".
+void printSummary(const RunFlags& f, const testing::RunOptions& o, const std::vector<EngineRuns>& engines);
+
+// `moedist run --engine inproc`: every rank a thread of this process.
+int runInProcess(const RunFlags& f);
+
+// `moedist run --engine mpi`: every rank an MPI process (one per rank, under mpirun); process 0 then runs the same
+// scenario on the in-process engine and prints both side by side. Without MPI: an error naming --engine.
+int runMpi(const RunFlags& f);
+
+}  // namespace moedist::tool
