@@ -1,5 +1,7 @@
 #include "harness/grid.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <iterator>
 #include <random>
@@ -51,8 +53,8 @@ void applyFeature(int f, Scenario& sc, RunOptions& o) {
 }  // namespace
 
 std::string GridPoint::name() const {
-  return "W" + std::to_string(W) + "_Bs" + std::to_string(Bs) + "_H" + std::to_string(H) + "_K" + std::to_string(K) +
-         "_L" + std::to_string(L) + "_f" + std::to_string(feature);
+  // fmt rather than a chain of "..." + std::string, on which GCC 12 -O3 warns falsely (-Wrestrict).
+  return fmt::format("W{}_Bs{}_H{}_K{}_L{}_f{}", W, Bs, H, K, L, feature);
 }
 
 void PrintTo(const GridPoint& p, std::ostream* os) {

@@ -22,8 +22,8 @@
 
 #include "harness/features.h"
 #include "harness/grid.h"
+#include "harness/mpi/mpi_run.h"
 #include "harness/pipeline.h"
-#include "moedist/mpi.h"
 
 namespace moedist::testing {
 namespace {
@@ -95,43 +95,12 @@ RunOptions mpiOptions() {
   return o;
 }
 
-// Runs this process's rank of `sc`: splits MPI_COMM_WORLD into the EP groups (and the TP pairs), creates the
-// communicators (collective over MPI_COMM_WORLD), runs the rank and destroys the communicators. `shm`: the value
-// of MOEDIST_MPI_SHM while the communicators are created (nullopt: the environment's, unset by default).
+// Runs this process's rank of `sc` (runScenarioMpi). `shm`: the value of MOEDIST_MPI_SHM while the communicators
+// are created (nullopt: the environment's, unset by default).
 RunResult runHere(const Scenario& sc, const RunOptions& o, std::optional<std::string> shm = std::nullopt) {
-  const int W = sc.cfg.W, p = processId();
-  const int tpIdx = p / W, epRank = p % W;
-  RunResult failed;
-  if (sc.numGroups() * W != processCount()) {  // the same on every process, so no process is left in a collective
-    failed.failures.push_back("the scenario has " + std::to_string(sc.numGroups() * W) + " ranks, the job " +
-                              std::to_string(processCount()) + " processes");
-    return failed;
-  }
-  Communicator ep, tp;
-  Status epStatus, tpStatus;
-  {
-    std::optional<ScopedEnv> env;
-    if (shm) env.emplace("MOEDIST_MPI_SHM", *shm);
-    const CommOptions co = commOptionsFor(o);
-    MPI_Comm epComm = MPI_COMM_NULL, tpComm = MPI_COMM_NULL;
-    MPI_Comm_split(MPI_COMM_WORLD, tpIdx, epRank, &epComm);
-    epStatus = createMpiCommunicator(epComm, co, &ep);
-    MPI_Comm_free(&epComm);  // the communicator keeps a duplicate
-    if (sc.cfg.tp >= 1) {
-      MPI_Comm_split(MPI_COMM_WORLD, epRank, tpIdx, &tpComm);
-      tpStatus = createMpiCommunicator(tpComm, co, &tp);
-      MPI_Comm_free(&tpComm);
-    }
-  }
-  // createMpiCommunicator agrees on a failure within its group only: without communicators anywhere, every process
-  // stops here, rather than running into a deadline that waits for the processes that stopped.
-  if (countOverProcesses(!epStatus.ok() || !tpStatus.ok()) > 0) {
-    if (!epStatus.ok()) failed.failures.push_back("createMpiCommunicator (EP): " + epStatus.toString());
-    if (!tpStatus.ok()) failed.failures.push_back("createMpiCommunicator (TP): " + tpStatus.toString());
-    if (failed.failures.empty()) failed.failures.push_back("another process could not create its communicators");
-    return failed;
-  }
-  return runScenarioRank(sc, o, tpIdx, epRank, ep, sc.cfg.tp >= 1 ? &tp : nullptr);
+  std::optional<ScopedEnv> env;
+  if (shm) env.emplace("MOEDIST_MPI_SHM", *shm);
+  return runScenarioMpi(sc, o);
 }
 
 std::string where() {

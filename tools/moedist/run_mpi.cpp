@@ -1,11 +1,10 @@
 // `moedist run --engine mpi`: one MPI process per rank, under mpirun. Process p is EP rank p % W of TP group p / W,
-// as the in-process harness numbers its threads. Every process builds the same scenario from the same flags, splits
-// MPI_COMM_WORLD into the EP groups (and the TP pairs), creates its communicators with createMpiCommunicator and
-// runs its own rank through the harness (runScenarioRank), which checks that rank's outputs against the reference
-// model. The processes send their times, row counts and failures to process 0, which prints the summary: the slowest
-// rank per call, as the in-process summary. So that both engines are timed on the same shapes, in the same run and
-// on the same cores, process 0 then runs the scenario on the in-process engine while the others wait asleep, and
-// prints the two side by side.
+// as the in-process harness numbers its threads. Every process builds the same scenario from the same flags and runs
+// its own rank through the harness (runScenarioMpi: communicators from createMpiCommunicator over MPI_Comm_split of
+// MPI_COMM_WORLD), which checks that rank's outputs against the reference model. The processes send their times, row
+// counts and failures to process 0, which prints the summary: the slowest rank per call, as the in-process summary. So
+// that both engines are timed on the same shapes, in the same run and on the same cores, process 0 then runs the
+// scenario on the in-process engine while the others wait asleep, and prints the two side by side.
 #include <fmt/format.h>
 
 #include "run.h"
@@ -20,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "harness/mpi/mpi_run.h"
 #include "moedist/mpi.h"
 #endif
 
@@ -106,32 +106,12 @@ std::vector<std::string> gatherFailures(const std::vector<std::string>& mine) {
 // the others: a result that failed when any process failed, so that every process takes the same path.
 RunResult runJob(const Scenario& sc, const RunOptions& o) {
   const int W = sc.cfg.W, p = processId(), n = processCount();
-  const int tpIdx = p / W, epRank = p % W;
   RunResult mine;
-  {
-    const CommOptions co = testing::commOptionsFor(o);
-    Communicator ep, tp;
-    MPI_Comm epComm = MPI_COMM_NULL, tpComm = MPI_COMM_NULL;
-    MPI_Comm_split(MPI_COMM_WORLD, tpIdx, epRank, &epComm);
-    const Status epStatus = createMpiCommunicator(epComm, co, &ep);
-    MPI_Comm_free(&epComm);  // the communicator keeps a duplicate
-    Status tpStatus;
-    if (sc.cfg.tp >= 1) {
-      MPI_Comm_split(MPI_COMM_WORLD, epRank, tpIdx, &tpComm);
-      tpStatus = createMpiCommunicator(tpComm, co, &tp);
-      MPI_Comm_free(&tpComm);
-    }
-    // createMpiCommunicator agrees on failures, so either every process runs its rank or none does.
-    if (!epStatus.ok()) mine.failures.push_back("createMpiCommunicator (EP): " + epStatus.toString());
-    if (!tpStatus.ok()) mine.failures.push_back("createMpiCommunicator (TP): " + tpStatus.toString());
-    if (mine.failures.empty()) {
-      try {
-        mine = testing::runScenarioRank(sc, o, tpIdx, epRank, ep, sc.cfg.tp >= 1 ? &tp : nullptr);
-      } catch (const std::exception& e) {
-        mine.failures.push_back(fmt::format("process {}: {}", p, e.what()));
-      }
-    }
-  }  // the communicators are gone before the next run creates its own
+  try {
+    mine = testing::runScenarioMpi(sc, o);  // the communicators are gone before the next run creates its own
+  } catch (const std::exception& e) {
+    mine.failures.push_back(fmt::format("process {}: {}", p, e.what()));
+  }
 
   RankRecord record;
   if (!mine.ranks.empty()) {
