@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
 #include <vector>
 
 #include "core/call_common.h"
@@ -264,15 +265,25 @@ class CombineRun {
     const bool addNorm = isAddRmsNorm(op_);
     const float invH = 1.0f / static_cast<float>(H);
     const size_t rowBytes = static_cast<size_t>(H) * (quant ? 1 : 2);
-    Status status;
+    const size_t scaleBytes = quant ? static_cast<size_t>(groups) * 2 : 0;
+    // Unmapped engines: the rows (and scales) are fetched first, from the calling thread; then, as with a mapped
+    // engine, the kernel threads reduce, reading them in place.
+    Fetched fetched;
+    if (!mapped) MOEDIST_RETURN_IF_ERROR(fetchRows(engine, rowBytes, scaleBytes, &fetched));
+    auto rowOf = [&](size_t slot) {
+      return mapped ? engine.peerRegion(rowPeer_[slot], kRegionRows) + static_cast<size_t>(rowIdx_[slot]) * rowBytes
+                    : fetched.rowAt[slot];
+    };
+    auto scalesOf = [&](size_t slot) {
+      return reinterpret_cast<const uint16_t*>(mapped ? engine.peerRegion(rowPeer_[slot], kRegionGroupScales) +
+                                                            static_cast<size_t>(rowIdx_[slot]) * scaleBytes
+                                                      : fetched.scaleAt[slot]);
+    };
     auto work = [&](int64_t b, int64_t e) {
       std::vector<float> scratch(static_cast<size_t>(H));
       std::vector<const uint16_t*> rows(static_cast<size_t>(KS));
       std::vector<float> weights(static_cast<size_t>(KS), 0.0f);
-      // Rows that cannot be used in place: dequantized (commQuantMode 2) or read (unmapped engines).
-      std::vector<uint16_t> local(quant || !mapped ? static_cast<size_t>(KS * H) : 0);
-      std::vector<std::byte> raw(mapped ? 0 : rowBytes);
-      std::vector<uint16_t> rawScales(mapped || !quant ? 0 : static_cast<size_t>(groups));
+      std::vector<uint16_t> local(quant ? static_cast<size_t>(KS * H) : 0);  // dequantized rows (commQuantMode 2)
       for (int64_t t = b; t < e; ++t) {
         if (!plan.activeToken[static_cast<size_t>(t)]) continue;
         for (int64_t k = 0; k < KS; ++k) {
@@ -280,21 +291,13 @@ class CombineRun {
           if (k < K) weights[static_cast<size_t>(k)] = in_.weights[static_cast<size_t>(t * K + k)];
           rows[static_cast<size_t>(k)] = nullptr;
           if (rowPeer_[slot] < 0) continue;
-          const int peer = rowPeer_[slot];
-          const size_t row = static_cast<size_t>(rowIdx_[slot]);
-          const std::byte* src = peerBytes(engine, peer, kRegionRows, row * rowBytes, rowBytes, raw.data(), &status);
-          uint16_t* mine = local.empty() ? nullptr : local.data() + k * H;
+          const std::byte* src = rowOf(slot);
           if (quant) {
-            const auto* sc = reinterpret_cast<const uint16_t*>(
-                peerBytes(engine, peer, kRegionGroupScales, row * groups * 2, static_cast<size_t>(groups) * 2,
-                          reinterpret_cast<std::byte*>(rawScales.data()), &status));
-            ctx_.kernels->commDequantRow(reinterpret_cast<const int8_t*>(src), sc, H, mine);
+            uint16_t* mine = local.data() + k * H;
+            ctx_.kernels->commDequantRow(reinterpret_cast<const int8_t*>(src), scalesOf(slot), H, mine);
             rows[static_cast<size_t>(k)] = mine;
-          } else if (mapped) {
-            rows[static_cast<size_t>(k)] = reinterpret_cast<const uint16_t*>(src);
           } else {
-            std::memcpy(mine, src, rowBytes);
-            rows[static_cast<size_t>(k)] = mine;
+            rows[static_cast<size_t>(k)] = reinterpret_cast<const uint16_t*>(src);
           }
         }
         kernels::CombineTokenArgs args;
@@ -321,12 +324,46 @@ class CombineRun {
         ctx_.kernels->combineToken(args);
       }
     };
-    if (mapped) {
-      ctx_.pool.parallelFor(geo_.Bs, 4, work);
-    } else {
-      work(0, geo_.Bs);
+    ctx_.pool.parallelFor(geo_.Bs, 4, work);
+    return okStatus();
+  }
+
+  // The rows (and group scales) of every expected slot, read from the peers for an unmapped engine, where each read
+  // may be a message (MPI across hosts): one read per run of consecutive rows of a peer (a peer returns the rows of
+  // one source in one run per local expert).
+  struct Fetched {
+    std::vector<std::byte> rows, scales;
+    std::vector<const std::byte*> rowAt, scaleAt;  // [Bs * (K + S)]
+  };
+  Status fetchRows(comm::Engine& engine, size_t rowBytes, size_t scaleBytes, Fetched* f) const {
+    std::vector<size_t> slots;  // the expected slots, by (peer, row)
+    for (size_t slot = 0; slot < rowPeer_.size(); ++slot)
+      if (rowPeer_[slot] >= 0) slots.push_back(slot);
+    std::sort(slots.begin(), slots.end(), [&](size_t a, size_t b) {
+      return std::pair(rowPeer_[a], rowIdx_[a]) < std::pair(rowPeer_[b], rowIdx_[b]);
+    });
+    f->rows.resize(slots.size() * rowBytes);
+    f->scales.resize(slots.size() * scaleBytes);
+    f->rowAt.assign(rowPeer_.size(), nullptr);
+    f->scaleAt.assign(rowPeer_.size(), nullptr);
+    for (size_t b = 0, e = 0; b < slots.size(); b = e) {
+      const int peer = rowPeer_[slots[b]];
+      const auto first = static_cast<size_t>(rowIdx_[slots[b]]);
+      for (e = b + 1;
+           e < slots.size() && rowPeer_[slots[e]] == peer && static_cast<size_t>(rowIdx_[slots[e]]) == first + (e - b);
+           ++e) {
+      }
+      MOEDIST_RETURN_IF_ERROR(
+          engine.read(peer, kRegionRows, first * rowBytes, f->rows.data() + b * rowBytes, (e - b) * rowBytes));
+      if (scaleBytes > 0)
+        MOEDIST_RETURN_IF_ERROR(engine.read(peer, kRegionGroupScales, first * scaleBytes,
+                                            f->scales.data() + b * scaleBytes, (e - b) * scaleBytes));
+      for (size_t i = b; i < e; ++i) {
+        f->rowAt[slots[i]] = f->rows.data() + i * rowBytes;
+        f->scaleAt[slots[i]] = f->scales.data() + i * scaleBytes;
+      }
     }
-    return status;
+    return okStatus();
   }
 
  private:

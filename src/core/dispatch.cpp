@@ -113,51 +113,72 @@ class DispatchRun {
     auto* out = static_cast<std::byte*>(a_.expandX.data());
     auto* triples = a_.assistInfoForCombine.ptr<int32_t>();
     float* dynScales = quant ? a_.dynamicScales.ptr<float>() : nullptr;
-    const bool mapped = engine_.mapped();
     const int64_t moeBase = S + (topo_.self - topo_.Srank) * topo_.L;  // smooth-scale row of local expert 0
 
     Status status;
-    auto work = [&](int64_t begin, int64_t end) {
-      std::vector<std::byte> rowBuf(mapped || !quant ? 0 : xRowBytes);
-      std::vector<std::byte> scaleBuf(mapped || !quant ? 0 : static_cast<size_t>(H) * sizeof(float));
-      for (int64_t row = begin; row < end; ++row) {
-        const RowSource& src = rows_[static_cast<size_t>(row)];
-        std::byte refBuf[sizeof(SlotRef)];
-        SlotRef ref{};
-        std::memcpy(
-            &ref,
-            peerBytes(engine_, src.peer, kRegionEntries, src.entry * sizeof(SlotRef), sizeof(SlotRef), refBuf, &status),
-            sizeof(SlotRef));
-        std::byte* dst = out + row * outRowBytes;
-        const size_t xOffset = static_cast<size_t>(ref.t) * xRowBytes;
-        if (!quant) {  // the row's one copy: from the source's x into expandX, mapped or read
-          if (const std::byte* base = engine_.peerRegion(src.peer, kRegionX)) {
-            std::memcpy(dst, base + xOffset, xRowBytes);
-          } else {
-            if (Status s = engine_.read(src.peer, kRegionX, xOffset, dst, xRowBytes); !s.ok()) status = std::move(s);
-          }
-        } else {
-          const std::byte* x = peerBytes(engine_, src.peer, kRegionX, xOffset, xRowBytes, rowBuf.data(), &status);
-          const float* smooth = nullptr;
-          if (engine_.peerRegionBytes(src.peer, kRegionScales) > 0) {
-            const int64_t scaleRow = ref.k >= K ? ref.k - K : moeBase + src.localExpert;
-            smooth =
-                reinterpret_cast<const float*>(peerBytes(engine_, src.peer, kRegionScales, scaleRow * H * sizeof(float),
-                                                         H * sizeof(float), scaleBuf.data(), &status));
-          }
-          ctx_.kernels->quantizeRow(reinterpret_cast<const uint16_t*>(x), kind, smooth, H,
-                                    reinterpret_cast<int8_t*>(dst), &dynScales[row]);
+    // Output row `row` from its slot and its source's x row (the row's one copy, or its quantization).
+    auto fill = [&](int64_t row, const SlotRef& ref, const std::byte* x, std::byte* scaleBuf) {
+      const RowSource& src = rows_[static_cast<size_t>(row)];
+      std::byte* dst = out + row * outRowBytes;
+      if (!quant) {
+        std::memcpy(dst, x, xRowBytes);
+      } else {
+        const float* smooth = nullptr;
+        if (engine_.peerRegionBytes(src.peer, kRegionScales) > 0) {
+          const int64_t scaleRow = ref.k >= K ? ref.k - K : moeBase + src.localExpert;
+          smooth = reinterpret_cast<const float*>(peerBytes(
+              engine_, src.peer, kRegionScales, scaleRow * H * sizeof(float), H * sizeof(float), scaleBuf, &status));
         }
-        triples[3 * row] = src.sourceId;
-        triples[3 * row + 1] = ref.t;
-        triples[3 * row + 2] = ref.k;
+        ctx_.kernels->quantizeRow(reinterpret_cast<const uint16_t*>(x), kind, smooth, H, reinterpret_cast<int8_t*>(dst),
+                                  &dynScales[row]);
       }
+      triples[3 * row] = src.sourceId;
+      triples[3 * row + 1] = ref.t;
+      triples[3 * row + 2] = ref.k;
     };
     const int64_t n = static_cast<int64_t>(rows_.size());
-    if (mapped) {
-      ctx_.pool.parallelFor(n, 16, work);
-    } else {
-      work(0, n);  // engine reads are issued from the calling thread only
+    if (engine_.mapped()) {  // peers' memory in place, from the kernel threads
+      ctx_.pool.parallelFor(n, 16, [&](int64_t begin, int64_t end) {
+        for (int64_t row = begin; row < end; ++row) {
+          const RowSource& src = rows_[static_cast<size_t>(row)];
+          SlotRef ref{};
+          std::memcpy(&ref, engine_.peerRegion(src.peer, kRegionEntries) + src.entry * sizeof(SlotRef), sizeof ref);
+          fill(row, ref, engine_.peerRegion(src.peer, kRegionX) + static_cast<size_t>(ref.t) * xRowBytes, nullptr);
+        }
+      });
+      return status;
+    }
+    // Engine reads, from the calling thread only, and as few as possible, since each may be a message (MPI across
+    // hosts): the slots of each run of consecutive entries in one read, and a source's whole x in one read when
+    // this rank takes at least half of its rows.
+    std::vector<SlotRef> refs(static_cast<size_t>(n));
+    for (int64_t b = 0, e = 0; b < n; b = e) {
+      const RowSource& first = rows_[static_cast<size_t>(b)];
+      for (e = b + 1; e < n && rows_[static_cast<size_t>(e)].peer == first.peer &&
+                      rows_[static_cast<size_t>(e)].entry == rows_[static_cast<size_t>(e - 1)].entry + 1;
+           ++e) {
+      }
+      MOEDIST_RETURN_IF_ERROR(engine_.read(first.peer, kRegionEntries, first.entry * sizeof(SlotRef), refs.data() + b,
+                                           static_cast<size_t>(e - b) * sizeof(SlotRef)));
+    }
+    std::vector<std::vector<int64_t>> rowsFrom(static_cast<size_t>(topo_.W));  // by source id
+    for (int64_t row = 0; row < n; ++row)
+      rowsFrom[static_cast<size_t>(rows_[static_cast<size_t>(row)].sourceId)].push_back(row);
+    std::vector<std::byte> xBuf, scaleBuf(quant ? static_cast<size_t>(H) * sizeof(float) : 0);
+    for (const auto& rows : rowsFrom) {
+      if (rows.empty()) continue;
+      const int peer = rows_[static_cast<size_t>(rows.front())].peer;
+      const size_t xBytes = engine_.peerRegionBytes(peer, kRegionX);
+      const bool whole = 2 * rows.size() * xRowBytes >= xBytes;
+      xBuf.resize(whole ? xBytes : xRowBytes);
+      if (whole) MOEDIST_RETURN_IF_ERROR(engine_.read(peer, kRegionX, 0, xBuf.data(), xBytes));
+      for (int64_t row : rows) {
+        const SlotRef& ref = refs[static_cast<size_t>(row)];
+        const size_t offset = static_cast<size_t>(ref.t) * xRowBytes;
+        MOEDIST_CHECK(ref.t >= 0 && offset + xRowBytes <= xBytes);  // the source's slots index its own x
+        if (!whole) MOEDIST_RETURN_IF_ERROR(engine_.read(peer, kRegionX, offset, xBuf.data(), xRowBytes));
+        fill(row, ref, xBuf.data() + (whole ? offset : 0), scaleBuf.data());
+      }
     }
     return status;
   }
