@@ -223,6 +223,11 @@ class MpiEngine final : public Engine {
   template <typename Done>
   bool pollUntil(Clock::time_point deadline, Done done);
   std::vector<int> missing(bool opening) const;
+  // The kTimeout of a call that a peer gave up on (its notice says why).
+  Status abandoned(Clock::time_point start) const {
+    return Status(StatusCode::kTimeout, fmt::format("{}the call ({}) failed after {} ms because {}", prefix(), what(),
+                                                    msSince(start), call_->abandonNote));
+  }
   Status readChunk(int peer, RequestMsg request, void* dst);
 
   MPI_Comm comm_ = MPI_COMM_NULL;  // owned duplicate
@@ -523,20 +528,16 @@ Status MpiEngine::open(std::span<const int> participants, std::span<const std::b
     return okStatus();
   }
   const std::vector<int> late = missing(/*opening=*/true);
-  std::string message;
-  if (call_->abandonedBy >= 0) {
-    message = fmt::format("{}the call ({}) failed after {} ms because {}", prefix(), what(), msSince(start),
-                          call_->abandonNote);
-  } else {
-    message = fmt::format("{}timed out after {} ms waiting for rank(s) {} to open the call ({})", prefix(),
-                          msSince(start), joinRanks(late), what());
-  }
+  const bool gaveUp = call_->abandonedBy >= 0;  // a peer did; else this rank reached its deadline
+  Status failure = gaveUp ? abandoned(start)
+                          : Status(StatusCode::kTimeout,
+                                   fmt::format("{}timed out after {} ms waiting for rank(s) {} to open the call ({})",
+                                               prefix(), msSince(start), joinRanks(late), what()));
   // Tell the others, so that they fail now rather than at their own deadlines (passing on a peer's notice).
-  sendClose(true, call_->abandonedBy >= 0
-                      ? call_->abandonNote
-                      : fmt::format("rank {} timed out waiting for rank(s) {} to open it", rank_, joinRanks(late)));
+  sendClose(true, gaveUp ? call_->abandonNote
+                         : fmt::format("rank {} timed out waiting for rank(s) {} to open it", rank_, joinRanks(late)));
   call_.reset();
-  return Status(StatusCode::kTimeout, std::move(message));
+  return failure;
 }
 
 std::span<const std::byte> MpiEngine::peerHeader(int peer) const {
@@ -602,9 +603,7 @@ Status MpiEngine::readChunk(int peer, RequestMsg request, void* dst) {
   if (!done) {
     MPI_Cancel(&recv);
     MPI_Wait(&recv, MPI_STATUS_IGNORE);  // a cancelled receive completes locally, at once
-    if (call_->abandonedBy >= 0)
-      return Status(StatusCode::kTimeout, fmt::format("{}the call ({}) failed after {} ms because {}", prefix(), what(),
-                                                      msSince(start), call_->abandonNote));
+    if (call_->abandonedBy >= 0) return abandoned(start);
     return Status(StatusCode::kTimeout, fmt::format("{}timed out after {} ms waiting for rank {} to answer a read "
                                                     "of {} bytes ({})",
                                                     prefix(), msSince(start), peer, request.bytes, what()));
@@ -630,8 +629,7 @@ Status MpiEngine::close(Clock::time_point deadline) {
   });
   Status result;
   if (call_->abandonedBy >= 0) {
-    result = Status(StatusCode::kTimeout, fmt::format("{}the call ({}) failed after {} ms because {}", prefix(), what(),
-                                                      msSince(start), call_->abandonNote));
+    result = abandoned(start);
   } else if (!all) {
     const std::vector<int> late = missing(/*opening=*/false);
     result = Status(StatusCode::kTimeout,
