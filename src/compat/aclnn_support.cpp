@@ -36,37 +36,6 @@ std::string executorFunction(core::Op op) {
   return fmt::format("aclnnMoeDistribute{}GetWorkspaceSize", core::opName(op));
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// aclTensor -> TensorView
-
-bool toDType(aclDataType t, DType* out) {
-  switch (t) {
-    case ACL_BF16:
-      *out = DType::kBFloat16;
-      return true;
-    case ACL_FLOAT16:
-      *out = DType::kFloat16;
-      return true;
-    case ACL_FLOAT:
-      *out = DType::kFloat32;
-      return true;
-    case ACL_INT8:
-      *out = DType::kInt8;
-      return true;
-    case ACL_INT32:
-      *out = DType::kInt32;
-      return true;
-    case ACL_INT64:
-      *out = DType::kInt64;
-      return true;
-    case ACL_BOOL:
-      *out = DType::kBool;
-      return true;
-    default:
-      return false;
-  }
-}
-
 }  // namespace
 
 aclOpExecutor* registerExecutor(std::unique_ptr<AclnnCall> call) {

@@ -55,6 +55,9 @@ bool isLiveTensor(const aclTensor* t);
 // "ACL_BF16", "ACL_FLOAT", ... ("an unknown aclDataType" for values without a name), for messages.
 const char* dataTypeName(aclDataType t);
 
+// The moedist DType of an aclDataType; false for the types without one.
+bool toDType(aclDataType t, DType* out);
+
 // True for the data types that have a moedist DType (BF16, FLOAT16, FLOAT, INT8, INT32, INT64, BOOL). A tensor of
 // any other type has a view whose dtype matches none of DType's enumerators, so every dtype check rejects it.
 bool hasMoedistDType(aclDataType t);

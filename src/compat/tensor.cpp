@@ -32,34 +32,6 @@ Tensors& tensors() {
   return *t;
 }
 
-bool toDType(aclDataType t, DType* out) {
-  switch (t) {
-    case ACL_BF16:
-      *out = DType::kBFloat16;
-      return true;
-    case ACL_FLOAT16:
-      *out = DType::kFloat16;
-      return true;
-    case ACL_FLOAT:
-      *out = DType::kFloat32;
-      return true;
-    case ACL_INT8:
-      *out = DType::kInt8;
-      return true;
-    case ACL_INT32:
-      *out = DType::kInt32;
-      return true;
-    case ACL_INT64:
-      *out = DType::kInt64;
-      return true;
-    case ACL_BOOL:
-      *out = DType::kBool;
-      return true;
-    default:
-      return false;
-  }
-}
-
 // Bytes per element of a CANN data type; 0 for sub-byte, variable-size and unknown types.
 int64_t elementBytes(aclDataType t) {
   switch (t) {
@@ -202,6 +174,34 @@ aclTensor* createTensor(const int64_t* viewDims, uint64_t viewDimsNum, int64_t r
 }
 
 }  // namespace
+
+bool toDType(aclDataType t, DType* out) {
+  switch (t) {
+    case ACL_BF16:
+      *out = DType::kBFloat16;
+      return true;
+    case ACL_FLOAT16:
+      *out = DType::kFloat16;
+      return true;
+    case ACL_FLOAT:
+      *out = DType::kFloat32;
+      return true;
+    case ACL_INT8:
+      *out = DType::kInt8;
+      return true;
+    case ACL_INT32:
+      *out = DType::kInt32;
+      return true;
+    case ACL_INT64:
+      *out = DType::kInt64;
+      return true;
+    case ACL_BOOL:
+      *out = DType::kBool;
+      return true;
+    default:
+      return false;
+  }
+}
 
 bool isLiveTensor(const aclTensor* t) {
   if (t == nullptr) return false;

@@ -11,7 +11,7 @@
 
 #include <algorithm>
 #include <cstring>
-#include <map>
+#include <utility>
 #include <vector>
 
 #include "core/call_common.h"

@@ -12,6 +12,7 @@
 #include "hccl/hccl.h"
 #include "support/ffn.h"
 #include "support/rank_launcher.h"
+#include "support/scoped_env.h"
 
 namespace moedist::testing {
 
@@ -477,15 +478,7 @@ RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
     (void)aclInit(nullptr);  // a repeated aclInit is harmless here
     // HCCL communicators take their deadline from the environment, as on CANN (HCCL_EXEC_TIMEOUT); moedist's own
     // variable carries options.timeout into the communicators created here.
-    const char* previous = std::getenv("MOEDIST_TIMEOUT_MS");
-    const std::string saved = previous != nullptr ? previous : "";
-    setenv("MOEDIST_TIMEOUT_MS", std::to_string(options.timeout.count()).c_str(), 1);
-    struct Restore {
-      const char* name;
-      std::string value;
-      bool had;
-      ~Restore() { had ? setenv(name, value.c_str(), 1) : unsetenv(name); }
-    } restore{"MOEDIST_TIMEOUT_MS", saved, previous != nullptr};
+    const ScopedEnv timeout("MOEDIST_TIMEOUT_MS", std::to_string(options.timeout.count()));
     auto init = [&](std::vector<int32_t> devices, std::vector<HcclComm>& comms, std::vector<std::string>& names) {
       comms.assign(devices.size(), nullptr);
       if (Status s = cannStatus(HcclCommInitAll(static_cast<uint32_t>(devices.size()), devices.data(), comms.data()),

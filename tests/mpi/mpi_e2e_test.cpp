@@ -14,7 +14,6 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -24,6 +23,7 @@
 #include "harness/grid.h"
 #include "harness/mpi/mpi_run.h"
 #include "harness/pipeline.h"
+#include "support/scoped_env.h"
 
 namespace moedist::testing {
 namespace {
@@ -67,22 +67,6 @@ class MpiTest : public ::testing::Test {
     MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     if (any != 0 && mine == 0) ADD_FAILURE() << "failed on another process (its lines start with [process p])";
   }
-};
-
-// An environment variable set for the life of the object, then restored.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    setenv(name, value.c_str(), 1);
-  }
-  ~ScopedEnv() { old_ ? setenv(name_, old_->c_str(), 1) : unsetenv(name_); }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
 };
 
 // What the MPI tests change in the default options: a deadline short enough that an engine which loses a message

@@ -4,6 +4,8 @@
 // name) is agreed on first: either every process creates its rank or every process returns an error.
 #include <fmt/format.h>
 
+#include <atomic>
+
 #include "api/impl.h"
 #include "comm/mpi/mpi_engine.h"
 #include "moedist/mpi.h"
@@ -40,12 +42,13 @@ Status createMpiCommunicator(MPI_Comm comm, const CommOptions& options, Communic
   api::ResolvedOptions resolved;
   Status local = api::resolveOptions(kFn, options, &resolved);
   // A generated name is the same on every process: the largest next number of any of them.
-  static uint64_t nextId = 0;
-  unsigned long long mine = nextId, agreed = 0;
+  static std::atomic<uint64_t> nextId{0};
+  unsigned long long mine = nextId.load(), agreed = 0;
   if (int rc = MPI_Allreduce(&mine, &agreed, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, comm); rc != MPI_SUCCESS)
     return Status(StatusCode::kInternal, fmt::format("{}: MPI_Allreduce failed with code {}", kFn, rc));
-  nextId = agreed;
-  const std::string name = options.name.empty() ? fmt::format("moedist_mpi_{}", nextId++) : options.name;
+  for (uint64_t seen = nextId.load(); seen <= agreed && !nextId.compare_exchange_weak(seen, agreed + 1);) {
+  }
+  const std::string name = options.name.empty() ? fmt::format("moedist_mpi_{}", agreed) : options.name;
   if (local.ok()) local = api::checkName(kFn, name);
   MOEDIST_RETURN_IF_ERROR(agreeOnStatus(comm, std::move(local)));
 

@@ -6,14 +6,16 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
-#include <cstdlib>
 #include <functional>
-#include <optional>
 #include <string>
 #include <vector>
 
+#include "support/scoped_env.h"
+
 namespace moedist::core {
 namespace {
+
+using moedist::testing::ScopedEnv;
 
 // Validation never reads tensor contents: every tensor points at this buffer.
 alignas(64) unsigned char gDummy[256];
@@ -47,28 +49,6 @@ TensorView NullData(DType dt, std::vector<int64_t> shape) {
 TensorView Misaligned(DType dt, std::vector<int64_t> shape) {
   return TensorView(gDummy + 1, dt, shape);
 }
-
-// Sets an environment variable for one scope and restores the previous state afterwards.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    setenv(name, value, 1);
-  }
-  ~ScopedEnv() {
-    if (old_) {
-      setenv(name_, old_->c_str(), 1);
-    } else {
-      unsetenv(name_);
-    }
-  }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
 
 // The message names the argument right after the operator: "<Op>: <arg>" followed by ':', '.' or ' '.
 ::testing::AssertionResult namesArgument(const Status& st, Op op, const std::string& arg) {
