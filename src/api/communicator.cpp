@@ -21,10 +21,17 @@ constexpr size_t kMaxNameLength = 127;
 constexpr int kMaxWorldSize = 1536;  // two EP groups of CANN's largest epWorldSize (768)
 constexpr std::chrono::milliseconds kDefaultTimeout = std::chrono::seconds(300);
 
-// Live communicators by name: one entry per rank (ranks of other processes stay empty).
+// Live communicators by name: one entry per rank (ranks of other processes stay empty), and what identifies the
+// communicator (its shared-memory id), so that ranks of one communicator created separately by threads of this
+// process can join the same entry.
+struct Entry {
+  std::string identity;
+  std::vector<std::weak_ptr<Communicator::Impl>> ranks;
+};
+
 struct NameRegistry {
   std::mutex mu;
-  std::map<std::string, std::vector<std::weak_ptr<Communicator::Impl>>, std::less<>> live;
+  std::map<std::string, Entry, std::less<>> live;
 };
 
 NameRegistry& registry() {
@@ -32,8 +39,8 @@ NameRegistry& registry() {
   return r;
 }
 
-bool anyAlive(const std::vector<std::weak_ptr<Communicator::Impl>>& ranks) {
-  for (const auto& w : ranks)
+bool anyAlive(const Entry& entry) {
+  for (const auto& w : entry.ranks)
     if (!w.expired()) return true;
   return false;
 }
@@ -67,6 +74,31 @@ Status checkName(std::string_view fn, const std::string& name) {
   return okStatus();
 }
 
+Status registerRank(std::string_view fn, const std::string& name, const std::string& identity,
+                    std::unique_ptr<comm::Engine> engine, const ResolvedOptions& options, Communicator* out) {
+  NameRegistry& reg = registry();
+  std::lock_guard<std::mutex> lock(reg.mu);
+  const int rank = engine->rank();
+  const auto size = static_cast<size_t>(engine->size());
+  Entry& entry = reg.live[name];
+  if (anyAlive(entry)) {
+    if (entry.identity != identity || entry.ranks.size() != size)
+      return Status(StatusCode::kInvalidArgument,
+                    fmt::format("{}: a communicator called '{}' already exists", fn, name));
+    if (!entry.ranks[static_cast<size_t>(rank)].expired())
+      return Status(StatusCode::kInvalidArgument,
+                    fmt::format("{}: rank {} of communicator '{}' exists in this process already", fn, rank, name));
+  } else {
+    entry.identity = identity;
+    entry.ranks.assign(size, {});
+  }
+  auto impl =
+      std::make_shared<Communicator::Impl>(std::move(engine), options.timeout, options.kernelThreads, *options.kernels);
+  entry.ranks[static_cast<size_t>(rank)] = impl;
+  *out = Communicator(std::move(impl));
+  return okStatus();
+}
+
 std::string uniqueName(std::string_view stem, uint64_t* counter) {
   NameRegistry& reg = registry();
   std::lock_guard<std::mutex> lock(reg.mu);
@@ -83,7 +115,8 @@ Status registerRanks(std::string_view fn, const std::string& name, std::vector<s
   std::lock_guard<std::mutex> lock(reg.mu);
   if (auto it = reg.live.find(name); it != reg.live.end() && anyAlive(it->second))
     return Status(StatusCode::kInvalidArgument, fmt::format("{}: a communicator called '{}' already exists", fn, name));
-  auto& entry = reg.live[name];
+  auto& entry = reg.live[name].ranks;
+  reg.live[name].identity.clear();
   entry.assign(static_cast<size_t>(engines.front()->size()), {});
   ranks->clear();
   for (auto& engine : engines) {
@@ -119,14 +152,15 @@ Status Communicator::find(std::string_view name, int rank, Communicator* out) {
   auto it = reg.live.find(name);
   if (it == reg.live.end() || !anyAlive(it->second))
     return Status(StatusCode::kInvalidArgument, fmt::format("no communicator called '{}' exists", name));
-  if (rank < 0 || rank >= static_cast<int>(it->second.size()))
+  const auto& ranks = it->second.ranks;
+  if (rank < 0 || rank >= static_cast<int>(ranks.size()))
     return Status(StatusCode::kInvalidValue,
-                  fmt::format("communicator '{}' has {} ranks, rank {} does not exist", name, it->second.size(), rank));
-  auto impl = it->second[static_cast<size_t>(rank)].lock();
+                  fmt::format("communicator '{}' has {} ranks, rank {} does not exist", name, ranks.size(), rank));
+  auto impl = ranks[static_cast<size_t>(rank)].lock();
   if (impl == nullptr)
     return Status(StatusCode::kInvalidArgument,
                   fmt::format("rank {} of communicator '{}' is not in this process (destroyed, or a rank of another "
-                              "MPI process)",
+                              "process)",
                               rank, name));
   *out = Communicator(std::move(impl));
   return okStatus();

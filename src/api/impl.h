@@ -29,6 +29,10 @@ Status resolveOptions(std::string_view fn, const CommOptions& options, ResolvedO
 Status checkName(std::string_view fn, const std::string& name);
 // "<stem>_<n>" for the next n of `counter` whose name is free in this process.
 std::string uniqueName(std::string_view stem, uint64_t* counter);
+// Wraps one rank's engine in a Communicator and registers it by name. The ranks of one communicator may register one
+// by one (threads of this process that each create their rank): they join the entry when `identity` matches.
+Status registerRank(std::string_view fn, const std::string& name, const std::string& identity,
+                    std::unique_ptr<comm::Engine> engine, const ResolvedOptions& options, Communicator* out);
 // Wraps each engine (this process's ranks of communicator `name`) in a Communicator and registers it by name.
 Status registerRanks(std::string_view fn, const std::string& name, std::vector<std::unique_ptr<comm::Engine>> engines,
                      const ResolvedOptions& options, std::vector<Communicator>* ranks);

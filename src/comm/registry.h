@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "comm/engine.h"
+#include "comm/shm/shm_engine.h"  // the shared-memory engine: createEngine, newUniqueId, allocate (no system headers)
 #include "moedist/status.h"
 
 namespace moedist::comm {

@@ -1,0 +1,314 @@
+// The call protocol; protocol.h describes it.
+#include "comm/protocol.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "comm/checks.h"
+#include "util/check.h"
+
+namespace moedist::comm {
+
+namespace {
+
+long long msSince(Clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+}
+
+Status invalid(std::string message) {
+  return Status(StatusCode::kInvalidArgument, std::move(message));
+}
+
+}  // namespace
+
+uint64_t hashRanks(std::span<const int> ranks) {
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&h](uint64_t v) {
+    for (int i = 0; i < 8; ++i) {
+      h ^= (v >> (8 * i)) & 0xFF;
+      h *= 1099511628211ull;
+    }
+  };
+  mix(ranks.size());
+  for (int r : ranks) mix(static_cast<uint64_t>(r));
+  return h;
+}
+
+int Call::slotOf(int rank) const {
+  auto it = std::lower_bound(participants.begin(), participants.end(), rank);
+  if (it == participants.end() || *it != rank) return -1;
+  return static_cast<int>(it - participants.begin());
+}
+
+ProtocolEngine::ProtocolEngine(std::unique_ptr<Transport> transport) : transport_(std::move(transport)) {}
+
+ProtocolEngine::~ProtocolEngine() {
+  if (!call_) return;
+  // Destroyed with a call open (a caller bug, or a rank that gives up): let the peers fail now, not at their
+  // deadlines.
+  abandon(fmt::format("rank {} was destroyed with the call open", rank()));
+  leave();
+}
+
+std::string ProtocolEngine::what() const {
+  return describeCall(call_->id.seq, call_->participants, size());
+}
+
+const Event* ProtocolEngine::peerOf(int rank) const {
+  if (!call_) return nullptr;
+  const int slot = call_->slotOf(rank);
+  if (slot < 0 || !call_->arrived[static_cast<size_t>(slot)]) return nullptr;
+  return &call_->peers[static_cast<size_t>(slot)];
+}
+
+void ProtocolEngine::deliver(Event&& event) {
+  const int slot = call_ && call_->id == event.id ? call_->slotOf(event.from) : -1;
+  if (slot < 0) {
+    // Not the open call: keep it when it belongs to a call this rank has not made yet, else drop it (a call this
+    // rank has left, abandoned by someone).
+    auto next = nextSeq_.find(event.id.set);
+    if (next == nextSeq_.end() || event.id.seq >= next->second) early_.push_back(std::move(event));
+    return;
+  }
+  Call& call = *call_;
+  const auto i = static_cast<size_t>(slot);
+  switch (event.kind) {
+    case EventKind::kOpen:
+      if (call.arrived[i]) return;
+      if (Status s = transport_->map(call, event); !s.ok()) {
+        if (call.abandonedBy < 0) {
+          call.abandonedBy = rank();
+          call.abandonNote =
+              fmt::format("rank {} could not reach rank {}'s regions: {}", rank(), event.from, s.message());
+          Event notice;
+          notice.kind = EventKind::kAbandon;
+          notice.from = rank();
+          notice.id = call.id;
+          notice.note = call.abandonNote;
+          (void)transport_->post(call, notice, Clock::now());
+        }
+        return;
+      }
+      call.peers[i] = std::move(event);
+      call.arrived[i] = 1;
+      return;
+    case EventKind::kClose:
+      call.closed[i] = 1;
+      return;
+    case EventKind::kAbandon:
+      call.closed[i] = 1;  // it reads nothing more
+      if (call.abandonedBy < 0) {
+        call.abandonedBy = event.from;
+        call.abandonNote = std::move(event.note);
+      }
+      return;
+  }
+}
+
+void ProtocolEngine::abandon(const std::string& note) {
+  Call& call = *call_;
+  if (call.abandonedBy >= 0) return;
+  call.abandonedBy = rank();
+  call.abandonNote = note;
+  Event notice;
+  notice.kind = EventKind::kAbandon;
+  notice.from = rank();
+  notice.id = call.id;
+  notice.note = note;
+  (void)transport_->post(call, notice, Clock::now());
+}
+
+template <typename Done>
+bool ProtocolEngine::waitFor(Clock::time_point deadline, bool opening, Done done) {
+  const auto deliverFn = [this](Event&& e) { deliver(std::move(e)); };
+  const Clock::duration interval = transport_->livenessInterval();
+  Clock::time_point nextCheck = Clock::now() + interval;
+  // What has arrived already counts first: an abandonment that is waiting must win over flags set earlier.
+  transport_->poll(&*call_, Clock::now(), deliverFn);
+  for (bool last = false;;) {
+    if (call_->abandonedBy >= 0) return false;
+    if (done()) return true;
+    if (last) return false;
+    const Clock::time_point now = Clock::now();
+    if (now >= deadline) {  // one more look, without waiting, at what arrived meanwhile
+      transport_->poll(&*call_, now, deliverFn);
+      last = true;
+      continue;
+    }
+    if (now >= nextCheck) {
+      const auto& flags = opening ? call_->arrived : call_->closed;
+      for (size_t i = 0; i < flags.size(); ++i) {
+        const int peer = call_->participants[i];
+        std::string why;
+        if (flags[i] || peer == rank() || transport_->alive(peer, &why)) continue;
+        deathNote_ = fmt::format("rank {} is gone ({})", peer, why);
+        abandon(fmt::format("rank {} found that rank {} is gone ({})", rank(), peer, why));
+        return false;
+      }
+      nextCheck = now + interval;
+    }
+    transport_->poll(&*call_, std::min(deadline, nextCheck), deliverFn);
+  }
+}
+
+Status ProtocolEngine::failure(bool opening, Clock::time_point start) {
+  Call& call = *call_;
+  const std::string verb = opening ? "open" : "close";
+  const auto& flags = opening ? call.arrived : call.closed;
+  std::vector<int> missing;
+  for (size_t i = 0; i < flags.size(); ++i)
+    if (!flags[i]) missing.push_back(call.participants[i]);
+  std::string message;
+  if (!deathNote_.empty()) {
+    message = fmt::format("{}{} while waiting {} ms for it to {} the call ({})", transport_->prefix(), deathNote_,
+                          msSince(start), verb, what());
+  } else if (call.abandonedBy >= 0 && call.abandonedBy != rank()) {
+    message = missing.empty() ? fmt::format("{}the call ({}) failed after {} ms because {}", transport_->prefix(),
+                                            what(), msSince(start), call.abandonNote)
+                              : fmt::format("{}gave up after {} ms waiting for rank(s) {} to {} the call ({}): {}",
+                                            transport_->prefix(), msSince(start), joinRanks(missing), verb, what(),
+                                            call.abandonNote);
+  } else if (call.abandonedBy == rank()) {
+    message = fmt::format("{}{} ({})", transport_->prefix(), call.abandonNote, what());
+  } else if (missing.empty()) {  // everyone closed, but the transport still serves reads of this rank's regions
+    message = fmt::format("{}timed out after {} ms waiting for peers to finish reading this rank's regions ({})",
+                          transport_->prefix(), msSince(start), what());
+    abandon(fmt::format("rank {} timed out waiting for its regions to be read", rank()));
+  } else {
+    message = fmt::format("{}timed out after {} ms waiting for rank(s) {} to {} the call ({})", transport_->prefix(),
+                          msSince(start), joinRanks(missing), verb, what());
+    abandon(fmt::format("rank {} timed out waiting for rank(s) {} to {} it", rank(), joinRanks(missing), verb));
+  }
+  deathNote_.clear();
+  return Status(StatusCode::kTimeout, std::move(message));
+}
+
+void ProtocolEngine::leave() {
+  transport_->finish(*call_);
+  call_.reset();
+  mapped_ = false;
+}
+
+Status ProtocolEngine::open(std::span<const int> participants, std::span<const std::byte> header,
+                            std::span<const Region> regions, Clock::time_point deadline) {
+  const Clock::time_point start = Clock::now();
+  const std::string prefix = transport_->prefix();
+  if (call_) return invalid(prefix + "open() called while a call is still open; close() it first");
+  MOEDIST_RETURN_IF_ERROR(checkOpen(prefix, participants, rank(), size(), regions));
+
+  // From here on the attempt counts as a call with this participant list, whether it succeeds or not.
+  Call& call = call_.emplace();
+  call.participants.assign(participants.begin(), participants.end());
+  call.id.set = hashRanks(participants);
+  call.id.seq = nextSeq_[call.id.set]++;
+  call.timeout = deadline - start;
+  call.peers.resize(participants.size());
+  call.arrived.assign(participants.size(), 0);
+  call.closed.assign(participants.size(), 0);
+  call.numOwn = static_cast<int>(regions.size());
+  std::copy(regions.begin(), regions.end(), call.own.begin());
+
+  Event mine;
+  mine.kind = EventKind::kOpen;
+  mine.from = rank();
+  mine.id = call.id;
+  mine.header = std::make_shared<const std::vector<std::byte>>(header.begin(), header.end());
+  mine.numRegions = call.numOwn;
+  for (int i = 0; i < call.numOwn; ++i) {
+    mine.bytes[static_cast<size_t>(i)] = regions[static_cast<size_t>(i)].bytes;
+    mine.mapped[static_cast<size_t>(i)] = static_cast<const std::byte*>(regions[static_cast<size_t>(i)].data);
+  }
+  if (Status s = transport_->post(call, mine, deadline); !s.ok()) {
+    // Tell the others at once, so that they do not wait for this rank until their deadlines.
+    abandon(fmt::format("rank {} could not publish its part of the call: {}", rank(), s.message()));
+    leave();
+    return Status(s.code(), fmt::format("{}could not publish this rank's part of the call ({}): {}", prefix,
+                                        describeCall(mine.id.seq, participants, size()), s.message()));
+  }
+  // Own regions are read in place, whatever the transport did to publish them.
+  for (int i = 0; i < call.numOwn; ++i)
+    mine.mapped[static_cast<size_t>(i)] = static_cast<const std::byte*>(regions[static_cast<size_t>(i)].data);
+  const auto self = static_cast<size_t>(call.slotOf(rank()));
+  call.peers[self] = std::move(mine);
+  call.arrived[self] = 1;
+
+  // Events of this call that came before it was opened here.
+  std::vector<Event> early;
+  early.swap(early_);
+  for (Event& e : early) deliver(std::move(e));
+
+  const bool all = waitFor(deadline, /*opening=*/true, [&] {
+    return std::all_of(call_->arrived.begin(), call_->arrived.end(), [](uint8_t a) { return a != 0; });
+  });
+  if (all) {
+    mapped_ = true;
+    for (const Event& p : call_->peers)
+      for (int i = 0; i < p.numRegions; ++i)
+        if (p.bytes[static_cast<size_t>(i)] > 0 && p.mapped[static_cast<size_t>(i)] == nullptr) mapped_ = false;
+    return okStatus();
+  }
+  Status result = failure(/*opening=*/true, start);
+  leave();
+  return result;
+}
+
+std::span<const std::byte> ProtocolEngine::peerHeader(int peer) const {
+  const Event* p = peerOf(peer);
+  if (p == nullptr || !p->header) return {};
+  return {p->header->data(), p->header->size()};
+}
+
+const std::byte* ProtocolEngine::peerRegion(int peer, int region) const {
+  const Event* p = peerOf(peer);
+  if (p == nullptr || region < 0 || region >= p->numRegions) return nullptr;
+  return p->mapped[static_cast<size_t>(region)];
+}
+
+size_t ProtocolEngine::peerRegionBytes(int peer, int region) const {
+  const Event* p = peerOf(peer);
+  if (p == nullptr || region < 0 || region >= p->numRegions) return 0;
+  return p->bytes[static_cast<size_t>(region)];
+}
+
+Status ProtocolEngine::read(int peer, int region, size_t offset, void* dst, size_t bytes) {
+  const std::string prefix = transport_->prefix();
+  if (!call_) return invalid(prefix + "read() called with no open call");
+  const Event* p = peerOf(peer);
+  if (p == nullptr)
+    return invalid(fmt::format("{}read() from rank {}, which is not a participant of the {}", prefix, peer, what()));
+  const size_t regionBytes = region >= 0 && region < p->numRegions ? p->bytes[static_cast<size_t>(region)] : 0;
+  MOEDIST_RETURN_IF_ERROR(checkRead(prefix, peer, region, p->numRegions, regionBytes, offset, dst, bytes));
+  if (bytes == 0) return okStatus();
+  if (const std::byte* base = p->mapped[static_cast<size_t>(region)]) {
+    std::memcpy(dst, base + offset, bytes);
+    return okStatus();
+  }
+  return transport_->read(*call_, *p, region, offset, dst, bytes);
+}
+
+Status ProtocolEngine::close(Clock::time_point deadline) {
+  const Clock::time_point start = Clock::now();
+  if (!call_) return invalid(transport_->prefix() + "close() called with no open call");
+  Call& call = *call_;
+  const auto self = static_cast<size_t>(call.slotOf(rank()));
+  if (call.abandonedBy < 0) {
+    Event notice;
+    notice.kind = EventKind::kClose;
+    notice.from = rank();
+    notice.id = call.id;
+    (void)transport_->post(call, notice, deadline);
+  }
+  call.closed[self] = 1;
+  const bool all = waitFor(deadline, /*opening=*/false, [&] {
+    return !transport_->busy() &&
+           std::all_of(call_->closed.begin(), call_->closed.end(), [](uint8_t c) { return c != 0; });
+  });
+  Status result = all ? okStatus() : failure(/*opening=*/false, start);
+  leave();
+  return result;
+}
+
+}  // namespace moedist::comm
