@@ -58,7 +58,8 @@ inline ExampleConfig tp2Config() {
   return ExampleConfig{4, 2, 8, 1024, 3, 4, 0, 0, 0};
 }
 
-// (d) mpi_pipeline: one MPI process per device, W EP ranks x tp TP ranks (tp 1 or 2), plus 2 zero, 2 copy and 2
+// (d) mpi_pipeline and fork_pipeline: one process per device (MPI processes, or processes forked without MPI), W EP
+// ranks x tp TP ranks (tp 1 or 2), plus 2 zero, 2 copy and 2
 // const experts; 2 MoE experts per EP rank without TP, 1 with TP (CANN allows no more with TP 2). Process p is EP
 // rank p / tp and TP rank p % tp (as device p in tp2).
 inline ExampleConfig mpiPipelineConfig(int64_t W, int64_t tp) {

@@ -79,17 +79,7 @@ void ProtocolEngine::deliver(Event&& event) {
     case EventKind::kOpen:
       if (call.arrived[i]) return;
       if (Status s = transport_->map(call, event); !s.ok()) {
-        if (call.abandonedBy < 0) {
-          call.abandonedBy = rank();
-          call.abandonNote =
-              fmt::format("rank {} could not reach rank {}'s regions: {}", rank(), event.from, s.message());
-          Event notice;
-          notice.kind = EventKind::kAbandon;
-          notice.from = rank();
-          notice.id = call.id;
-          notice.note = call.abandonNote;
-          (void)transport_->post(call, notice, Clock::now());
-        }
+        abandon(fmt::format("rank {} could not reach rank {}'s regions: {}", rank(), event.from, s.message()));
         return;
       }
       call.peers[i] = std::move(event);
@@ -113,11 +103,18 @@ void ProtocolEngine::abandon(const std::string& note) {
   if (call.abandonedBy >= 0) return;
   call.abandonedBy = rank();
   call.abandonNote = note;
+  notifyAbandoned();
+}
+
+void ProtocolEngine::notifyAbandoned() {
+  Call& call = *call_;
+  if (call.noticeSent || call.abandonedBy < 0) return;
+  call.noticeSent = true;
   Event notice;
   notice.kind = EventKind::kAbandon;
   notice.from = rank();
   notice.id = call.id;
-  notice.note = note;
+  notice.note = call.abandonNote;
   (void)transport_->post(call, notice, Clock::now());
 }
 
@@ -144,6 +141,10 @@ bool ProtocolEngine::waitFor(Clock::time_point deadline, bool opening, Done done
         const int peer = call_->participants[i];
         std::string why;
         if (flags[i] || peer == rank() || transport_->alive(peer, &why)) continue;
+        // What it posted before it exited counts: a peer may close, leave the call (everyone else had closed) and
+        // exit between this rank's last poll and now.
+        transport_->poll(&*call_, Clock::now(), deliverFn);
+        if (flags[i] || call_->abandonedBy >= 0) continue;
         deathNote_ = fmt::format("rank {} is gone ({})", peer, why);
         abandon(fmt::format("rank {} found that rank {} is gone ({})", rank(), peer, why));
         return false;
@@ -182,6 +183,7 @@ Status ProtocolEngine::failure(bool opening, Clock::time_point start) {
                           msSince(start), joinRanks(missing), verb, what());
     abandon(fmt::format("rank {} timed out waiting for rank(s) {} to {} it", rank(), joinRanks(missing), verb));
   }
+  notifyAbandoned();  // pass a peer's notice on
   deathNote_.clear();
   return Status(StatusCode::kTimeout, std::move(message));
 }

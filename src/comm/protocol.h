@@ -76,6 +76,7 @@ struct Call {
   Clock::duration timeout{};  // the open's deadline minus its start: bounds the reads of the call
   int abandonedBy = -1;       // the first participant that gave up (this rank included), or -1
   std::string abandonNote;
+  bool noticeSent = false;  // this rank has posted kAbandon (its own, or passing on a peer's)
 
   // Index of `rank` among the participants, or -1.
   int slotOf(int rank) const;
@@ -172,6 +173,9 @@ class ProtocolEngine final : public Engine {
   bool waitFor(Clock::time_point deadline, bool opening, Done done);
   // Abandons the open call for everyone (posts kAbandon) with `note` unless someone did already.
   void abandon(const std::string& note);
+  // Posts kAbandon with the call's abandon note, once: a rank that leaves an abandoned call passes the notice on, so
+  // every participant learns why even if the first notice did not reach it.
+  void notifyAbandoned();
   // The error of a wait that did not complete, then the call is left.
   Status failure(bool opening, Clock::time_point start);
   void leave();

@@ -1,17 +1,22 @@
-// HCCL on moedist: an HCCL communicator is a moedist communicator (in-process, or over MPI processes when the root
-// info came from an MPI job: compat/hccl_mpi.h), and an HcclComm is one rank's handle to it. The communicator's
-// name is the group name that the aclnn operators receive; findCommunicator looks it up.
+// HCCL on moedist: an HCCL communicator is a moedist communicator, and an HcclComm is one rank's handle to it.
+// HcclCommInitAll makes an in-process communicator (ranks are threads of this process). HcclGetRootInfo hands out
+// one of two kinds of root info:
+//   - under mpirun with several processes, an MPI root info (compat/hccl_mpi.h): the members are MPI processes,
+//     on one host or many;
+//   - otherwise, a shared-memory root info: the text of a moedist::ShmUniqueId (moedist/shm.h). Its members are
+//     processes of this host started by any launcher (fork, a shell loop, torchrun), or threads of one process:
+//     HcclCommInitRootInfo creates the rank with createShmCommunicator, which waits for every member for at most
+//     HCCL_CONNECT_TIMEOUT seconds and refuses at once a member on another host or in another container.
+// The application passes the root info's bytes to the other members over any channel (MPI_Bcast, a pipe, a file).
+// The communicator's name is the group name that the aclnn operators receive; findCommunicator looks it up.
 // A communicator lives until the handles of all its ranks are destroyed, so ranks may destroy their handles at
 // different times (as in the CANN example, where ranks removed by scale-in finish early). Handles are looked up in
 // a registry, so a stale or foreign handle is an error code, never a crash.
 #include "hccl/hccl.h"
 
 #include <fmt/format.h>
-#include <unistd.h>
 
-#include <atomic>
 #include <cstring>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -22,6 +27,7 @@
 #include "compat/hccl_mpi.h"
 #include "compat/runtime.h"
 #include "compat/runtime_internal.h"
+#include "moedist/shm.h"
 #include "util/env.h"
 
 namespace moedist::compat {
@@ -37,19 +43,9 @@ struct HcclHandle {
   int rank = 0;
 };
 
-// A communicator being assembled by HcclCommInitRootInfo calls, one per rank.
-struct PendingRoot {
-  uint32_t nRanks = 0;
-  std::shared_ptr<HcclGroup> group;
-  std::vector<bool> joined;
-  uint32_t numJoined = 0;
-};
-
 struct HcclRegistry {
   std::mutex mu;
   std::unordered_map<const void*, std::unique_ptr<HcclHandle>> handles;
-  std::map<std::string, PendingRoot> pendingRoots;
-  std::atomic<uint64_t> nextRootId{0};
 };
 
 HcclRegistry& registry() {
@@ -126,6 +122,18 @@ HcclResult commInitAll(uint32_t ndev, int32_t* devices, HcclComm* comms) {
   return HCCL_SUCCESS;
 }
 
+static_assert(sizeof(ShmUniqueId::internal) <= sizeof(HcclRootInfo::internal),
+              "a shared-memory unique id fits in a root info");
+
+// Whether the root info holds a shared-memory unique id; if so, *id is a copy of it.
+bool shmRootInfo(const HcclRootInfo& rootInfo, ShmUniqueId* id) {
+  const size_t length = strnlen(rootInfo.internal, sizeof(id->internal));
+  if (length == sizeof(id->internal)) return false;  // longer than any id
+  std::memset(id->internal, 0, sizeof(id->internal));
+  std::memcpy(id->internal, rootInfo.internal, length);
+  return isShmUniqueId(*id);
+}
+
 HcclResult getRootInfo(HcclRootInfo* rootInfo) {
   if (rootInfo == nullptr) return failHccl(HCCL_E_PTR, "HcclGetRootInfo: rootInfo is nullptr");
 #if MOEDIST_WITH_MPI
@@ -134,11 +142,23 @@ HcclResult getRootInfo(HcclRootInfo* rootInfo) {
     return HCCL_SUCCESS;
   }
 #endif
-  const uint64_t id = registry().nextRootId.fetch_add(1);
-  const std::string key = fmt::format("moedist-root-{}-{}", static_cast<long>(::getpid()), id);
+  ShmUniqueId id;
+  Status st = getShmUniqueId(&id);
+  if (!st.ok()) return failHccl(fromStatus(st), "HcclGetRootInfo: " + st.message());
   std::memset(rootInfo->internal, 0, sizeof(rootInfo->internal));
-  std::memcpy(rootInfo->internal, key.data(), key.size());
+  std::memcpy(rootInfo->internal, id.internal, sizeof(id.internal));
   return HCCL_SUCCESS;
+}
+
+// Registers this process's rank `rank` of a communicator of `nRanks` ranks (the others live in other processes, or
+// are joined by other calls) and returns its handle.
+HcclComm addJoinedRank(uint32_t nRanks, uint32_t rank, Communicator c) {
+  auto group = std::make_shared<HcclGroup>();
+  group->ranks.resize(nRanks);
+  group->ranks[rank] = std::move(c);
+  HcclRegistry& reg = registry();
+  std::lock_guard<std::mutex> lock(reg.mu);
+  return addHandleLocked(reg, std::move(group), static_cast<int>(rank));
 }
 
 HcclResult commInitRootInfo(uint32_t nRanks, const HcclRootInfo* rootInfo, uint32_t rank, HcclComm* comm) {
@@ -149,46 +169,28 @@ HcclResult commInitRootInfo(uint32_t nRanks, const HcclRootInfo* rootInfo, uint3
                     fmt::format("HcclCommInitRootInfo: nRanks is {}, expected 1..{}", nRanks, kMaxDevices));
   if (rank >= nRanks)
     return failHccl(HCCL_E_PARA, fmt::format("HcclCommInitRootInfo: rank is {}, expected 0..{}", rank, nRanks - 1));
-  const std::string key(rootInfo->internal, strnlen(rootInfo->internal, sizeof(rootInfo->internal)));
-  if (key.empty())
+  if (rootInfo->internal[0] == '\0')
     return failHccl(HCCL_E_PARA, "HcclCommInitRootInfo: rootInfo is empty; get one from HcclGetRootInfo");
 
+  Communicator joined;
 #if MOEDIST_WITH_MPI
   if (isMpiRootInfo(*rootInfo)) {  // this process is one rank; the others are MPI processes
-    auto group = std::make_shared<HcclGroup>();
-    group->ranks.resize(nRanks);
-    Status st = joinMpiRootInfo(nRanks, *rootInfo, rank, util::envConnectTimeout(), &group->ranks[rank]);
+    Status st = joinMpiRootInfo(nRanks, *rootInfo, rank, util::envConnectTimeout(), &joined);
     if (!st.ok()) return failHccl(fromStatus(st), "HcclCommInitRootInfo: " + st.message());
-    HcclRegistry& reg = registry();
-    std::lock_guard<std::mutex> lock(reg.mu);
-    *comm = addHandleLocked(reg, std::move(group), static_cast<int>(rank));
+    *comm = addJoinedRank(nRanks, rank, std::move(joined));
     return HCCL_SUCCESS;
   }
 #endif
-  HcclRegistry& reg = registry();
-  std::lock_guard<std::mutex> lock(reg.mu);
-  auto [it, fresh] = reg.pendingRoots.try_emplace(key);
-  PendingRoot& p = it->second;
-  if (fresh) {
-    p.nRanks = nRanks;
-    p.joined.assign(nRanks, false);
-    p.group = std::make_shared<HcclGroup>();
-    Status st = Communicator::createInProcess(static_cast<int>(nRanks), CommOptions{}, &p.group->ranks);
-    if (!st.ok()) {
-      reg.pendingRoots.erase(it);
-      return failHccl(fromStatus(st), "HcclCommInitRootInfo: " + st.message());
-    }
-  } else if (p.nRanks != nRanks) {
-    return failHccl(HCCL_E_PARA, fmt::format("HcclCommInitRootInfo: nRanks is {}, but an earlier rank of this root "
-                                             "info gave {}",
-                                             nRanks, p.nRanks));
-  }
-  if (p.joined[rank])
+  ShmUniqueId id;
+  if (!shmRootInfo(*rootInfo, &id))
     return failHccl(HCCL_E_PARA,
-                    fmt::format("HcclCommInitRootInfo: rank {} of this root info has joined already", rank));
-  p.joined[rank] = true;
-  *comm = addHandleLocked(reg, p.group, static_cast<int>(rank));
-  if (++p.numJoined == p.nRanks) reg.pendingRoots.erase(it);
+                    "HcclCommInitRootInfo: rootInfo is not a root info of moedist's HcclGetRootInfo (copy all "
+                    "HCCL_ROOT_INFO_BYTES bytes of it)");
+  // Every member (a process of this host, or a thread of this one) attaches to the others' shared memory; the wait
+  // is bounded by HCCL_CONNECT_TIMEOUT, and the operators' deadline is the default (HCCL_EXEC_TIMEOUT).
+  Status st = createShmCommunicator(id, static_cast<int>(nRanks), static_cast<int>(rank), CommOptions{}, &joined);
+  if (!st.ok()) return failHccl(fromStatus(st), "HcclCommInitRootInfo: " + st.message());
+  *comm = addJoinedRank(nRanks, rank, std::move(joined));
   return HCCL_SUCCESS;
 }
 

@@ -3,9 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../../examples/cann/common.h"
@@ -166,6 +170,47 @@ TEST(CannExamples, ElasticScaleIn) {
 TEST(CannExamples, Tp2) {
   const ExampleConfig c = tp2Config();
   checkExample(MOEDIST_EXAMPLE_TP2, Scenario{c, c.M, std::vector<bool>(8, true)});
+}
+
+// The names in /dev/shm that moedist's shared-memory engine may have made ("moedist..."; none when /dev/shm is
+// absent).
+std::set<std::string> moedistShmNames() {
+  std::set<std::string> names;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/dev/shm", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("moedist", 0) == 0) names.insert(name);
+  }
+  return names;
+}
+
+// examples/cann/fork_pipeline.cpp: the parent forks W * tp processes, which make their communicators from root infos
+// passed through pipes (shared memory, no MPI); the parent prints their lines in device order. Afterwards nothing of
+// theirs is left in /dev/shm. (Tests running at the same time may own names for a moment, so a name that was not
+// there before must be gone within a few seconds.)
+void checkForkPipeline(int64_t W, int64_t tp) {
+  const ExampleConfig c = mpiPipelineConfig(W, tp);
+  const std::set<std::string> before = moedistShmNames();
+  const std::string command = std::string(MOEDIST_EXAMPLE_FORK_PIPELINE) + " --tp " + std::to_string(tp) +
+                              " --processes " + std::to_string(W * tp);
+  checkExample(command, Scenario{c, c.M, std::vector<bool>(static_cast<size_t>(W * tp), true)});
+  std::vector<std::string> left;
+  for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);;) {
+    left.clear();
+    for (const std::string& name : moedistShmNames())
+      if (before.count(name) == 0) left.push_back(name);
+    if (left.empty() || std::chrono::steady_clock::now() > deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(left.empty()) << "left in /dev/shm: " << ::testing::PrintToString(left);
+}
+
+TEST(CannExamples, ForkPipeline) {  // 4 processes: 4 EP ranks
+  checkForkPipeline(4, 1);
+}
+
+TEST(CannExamples, ForkPipelineTp2) {  // 4 processes: 2 EP ranks x 2 TP ranks
+  checkForkPipeline(2, 2);
 }
 
 #ifdef MOEDIST_EXAMPLE_MPI_PIPELINE

@@ -4,6 +4,7 @@
 //                 against the reference model, with a readable summary (configuration, rows received per rank,
 //                 match status, time per call next to the machine's copy bandwidth). With --engine mpi, under
 //                 mpirun: every rank an MPI process, then the same scenario in-process, both timed side by side.
+//                 With --engine shm: every rank a forked process over shared memory, then in-process, side by side.
 #include <CLI/CLI.hpp>
 
 #include "run.h"
@@ -56,11 +57,14 @@ int main(int argc, char** argv) {
   runCmd
       ->add_option("--engine", f.engine,
                    "inproc: ranks as threads of this process; mpi: one MPI process per rank (run under mpirun with "
-                   "-np W, or 2*W with --tp 2), then the same run in-process on process 0, side by side")
-      ->check(CLI::IsMember({"inproc", "mpi"}))
+                   "-np W, or 2*W with --tp 2), then the same run in-process on process 0, side by side; shm: one "
+                   "process per rank over shared memory, forked by this one, then in-process, side by side")
+      ->check(CLI::IsMember({"inproc", "mpi", "shm"}))
       ->capture_default_str();
   runCmd->add_flag("--no-baseline", f.noBaseline, "skip the baseline run with the scalar reference kernels");
   CLI11_PARSE(app, argc, argv);
-  if (runCmd->parsed()) return f.engine == "mpi" ? moedist::tool::runMpi(f) : moedist::tool::runInProcess(f);
+  if (runCmd->parsed() && f.engine == "mpi") return moedist::tool::runMpi(f);
+  if (runCmd->parsed() && f.engine == "shm") return moedist::tool::runShm(f);
+  if (runCmd->parsed()) return moedist::tool::runInProcess(f);
   return 0;
 }

@@ -140,10 +140,10 @@ void printSummary(const RunFlags& f, const RunOptions& o, const std::vector<Engi
     auto seconds = [&](const RunResult& r) { return dispatch ? r.dispatchSeconds : r.combineSeconds; };
     for (const EngineRuns& e : engines)
       line(op, e.name, seconds(e.run), seconds(e.base), dispatch ? e.run.dispatchBytes : e.run.combineBytes);
-    if (engines.size() == 2) {
-      const double a = seconds(engines[0].run), b = seconds(engines[1].run);
-      fmt::print("  {:<9} {:<11}{:>9.2f}x   (time per call, {} / {})\n", op, engines[0].name + "/" + engines[1].name,
-                 b > 0 ? a / b : 0.0, engines[0].name, engines[1].name);
+    for (size_t i = 1; i < engines.size(); ++i) {  // the first engine against each other one
+      const double a = seconds(engines[0].run), b = seconds(engines[i].run);
+      fmt::print("  {:<9} {:<11}{:>9.2f}x   (time per call, {} / {})\n", op, engines[0].name + "/" + engines[i].name,
+                 b > 0 ? a / b : 0.0, engines[0].name, engines[i].name);
     }
   }
   fmt::print("  memcpy bandwidth measured in this run with {} threads: {:.2f} GB/s\n", threads, copyGBs);

@@ -20,7 +20,7 @@ struct RunFlags {
   bool smoothScales = false, fp16 = false, elastic = false, strided = false, noCheck = false, noSharedX = false;
   bool noBaseline = false;
   std::string mask = "none";
-  std::string engine = "inproc";  // inproc or mpi
+  std::string engine = "inproc";  // inproc, mpi or shm
   std::vector<int> removeRanks;
   int layers = 3, kernelThreads = 1, timeoutMs = 120000;
   uint64_t seed = 1;
@@ -57,5 +57,10 @@ int runInProcess(const RunFlags& f);
 // `moedist run --engine mpi`: every rank an MPI process (one per rank, under mpirun); process 0 then runs the same
 // scenario on the in-process engine and prints both side by side. Without MPI: an error naming --engine.
 int runMpi(const RunFlags& f);
+
+// `moedist run --engine shm`: every rank a process forked by this one, over the shared-memory engine; then the same
+// scenario in-process, both side by side (and the MPI engine first, when built with MPI and run under mpirun with one
+// process per rank).
+int runShm(const RunFlags& f);
 
 }  // namespace moedist::tool

@@ -9,7 +9,7 @@
 //
 // Headers are copied out of the sender's data area when the event is taken from the ring; the slot carries the
 // sender's call generation (bumped whenever it leaves a call), and a copy made after the sender left (it gave up on
-// the call, and may have reused the memory) is recognized and taken as that sender's abandonment.
+// the call, and may have reused the memory) is recognized and dropped: the sender posted kAbandon before it left.
 #include "comm/shm/shm_engine.h"
 
 #include <fmt/format.h>
@@ -265,7 +265,9 @@ class ShmTransport final : public Transport {
   }
   Status push(int dest, const Slot& slot, Clock::time_point deadline);
   bool drain(const std::function<void(Event&&)>& deliver);
-  Event toEvent(const Slot& slot) const;
+  // The event of a slot; false for a kOpen whose header was torn (see the file comment): dropped, as the sender's
+  // kAbandon of that call follows it in the ring.
+  bool toEvent(const Slot& slot, Event* out) const;
 
   const std::string name_;
   const int rank_, size_;
@@ -359,36 +361,31 @@ Status ShmTransport::push(int dest, const Slot& slot, Clock::time_point deadline
   return okStatus();
 }
 
-Event ShmTransport::toEvent(const Slot& slot) const {
-  Event e;
+bool ShmTransport::toEvent(const Slot& slot, Event* out) const {
+  Event& e = *out;
   e.kind = static_cast<EventKind>(slot.kind);
   e.from = slot.from;
   e.id = {slot.set, slot.seq};
   if (e.kind != EventKind::kOpen) {
     e.note.assign(slot.note.data(), strnlen(slot.note.data(), slot.note.size()));
-    return e;
+    return true;
   }
   const SegmentHeader& sender = header(slot.from);
-  auto abandoned = [&](std::string note) {
-    Event a;
-    a.kind = EventKind::kAbandon;
-    a.from = slot.from;
-    a.id = e.id;
-    a.note = std::move(note);
-    return a;
-  };
   if (slot.numRegions < 0 || slot.numRegions > kMaxRegions || slot.headerOffset > sender.dataBytes ||
-      slot.headerBytes > sender.dataBytes - slot.headerOffset)
-    return abandoned(fmt::format("rank {} sent an event that points outside its segment", slot.from));
+      slot.headerBytes > sender.dataBytes - slot.headerOffset) {
+    e.kind = EventKind::kAbandon;
+    e.note = fmt::format("rank {} sent an event that points outside its segment", slot.from);
+    return true;
+  }
   const std::byte* h = data(slot.from) + slot.headerOffset;
   e.header = std::make_shared<const std::vector<std::byte>>(h, h + slot.headerBytes);
-  std::atomic_thread_fence(std::memory_order_acquire);
-  if (sender.generation.load(std::memory_order_acquire) != slot.generation)
-    return abandoned(fmt::format("rank {} left the call before this rank read its header", slot.from));
+  // A sender leaves a call (and may reuse its staging memory) only after every participant has taken its kOpen, unless
+  // it gave up on the call; then the copy may be torn, and the sender's kAbandon is in the ring already.
+  if (sender.generation.load(std::memory_order_acquire) != slot.generation) return false;
   e.numRegions = slot.numRegions;
   e.bytes = slot.bytes;
   e.where = slot.where;
-  return e;
+  return true;
 }
 
 bool ShmTransport::drain(const std::function<void(Event&&)>& deliver) {
@@ -402,7 +399,9 @@ bool ShmTransport::drain(const std::function<void(Event&&)>& deliver) {
       const Slot slot = r.slots[tail % kRingDepth];
       r.tail.store(++tail, std::memory_order_release);
       if (slot.from != s) continue;  // a sender writes only its own ring
-      deliver(toEvent(slot));
+      Event e;
+      if (!toEvent(slot, &e)) continue;
+      deliver(std::move(e));
       any = true;
     }
   }

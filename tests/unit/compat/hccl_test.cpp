@@ -1,4 +1,5 @@
-// HCCL on moedist (src/compat/hccl.cpp): HcclCommInitAll and HcclCommInitRootInfo over in-process communicators,
+// HCCL on moedist (src/compat/hccl.cpp): HcclCommInitAll over in-process communicators and HcclCommInitRootInfo over
+// shared-memory ones (one thread per rank here; tests/cann/examples_test.cpp runs a process per rank),
 // unique names shorter than 128, rank size and id, findCommunicator by group name, handles destroyed at different
 // times, argument errors; and the CANN example's setup (8 devices, contexts, two streams each, one thread per rank
 // that binds its context and runs work on its streams) end to end.
@@ -6,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstring>
 #include <set>
 #include <string>
@@ -14,6 +16,8 @@
 
 #include "acl/acl.h"
 #include "compat/runtime.h"
+#include "moedist/shm.h"
+#include "support/scoped_env.h"
 
 namespace moedist::compat {
 namespace {
@@ -157,10 +161,16 @@ TEST(Hccl, FindCommunicatorErrors) {
   for (HcclComm h : comms) EXPECT_EQ(HcclCommDestroy(h), HCCL_SUCCESS);
 }
 
+// Outside mpirun a root info is a shared-memory unique id (moedist/shm.h); threads of one process join it too.
 TEST(Hccl, InitRootInfoOneCallPerRankOnItsThread) {
   HcclRootInfo root;
   ASSERT_EQ(HcclGetRootInfo(&root), HCCL_SUCCESS);
   EXPECT_EQ(HcclGetRootInfo(nullptr), HCCL_E_PTR);
+  ShmUniqueId shmId;
+  std::memcpy(shmId.internal, root.internal, sizeof shmId.internal);
+  EXPECT_TRUE(isShmUniqueId(shmId));
+  for (size_t i = sizeof shmId.internal; i < sizeof root.internal; ++i) ASSERT_EQ(root.internal[i], 0) << i;
+
   constexpr uint32_t kRanks = 4;
   std::vector<HcclComm> comms(kRanks, nullptr);
   std::vector<HcclResult> results(kRanks, HCCL_E_RESERVED);
@@ -168,35 +178,134 @@ TEST(Hccl, InitRootInfoOneCallPerRankOnItsThread) {
   for (uint32_t r = 0; r < kRanks; ++r)
     threads.emplace_back([&, r] { results[r] = HcclCommInitRootInfo(kRanks, &root, r, &comms[r]); });
   for (auto& t : threads) t.join();
+  for (uint32_t r = 0; r < kRanks; ++r) ASSERT_EQ(results[r], HCCL_SUCCESS) << "rank " << r << ": " << recentError();
   const std::string name = commName(comms[0]);
   for (uint32_t r = 0; r < kRanks; ++r) {
-    ASSERT_EQ(results[r], HCCL_SUCCESS);
     EXPECT_EQ(commName(comms[r]), name);
-    uint32_t id = 99;
+    uint32_t id = 99, size = 0;
     ASSERT_EQ(HcclGetRankId(comms[r], &id), HCCL_SUCCESS);
+    ASSERT_EQ(HcclGetRankSize(comms[r], &size), HCCL_SUCCESS);
     EXPECT_EQ(id, r);
+    EXPECT_EQ(size, kRanks);
+    Communicator c;  // what the operators look up by the group name
+    ASSERT_TRUE(findCommunicator(name.c_str(), r, &c).ok()) << "rank " << r;
+    EXPECT_EQ(c.rank(), static_cast<int>(r));
   }
   for (HcclComm c : comms) EXPECT_EQ(HcclCommDestroy(c), HCCL_SUCCESS);
 
+  // A one-rank communicator needs nobody else.
   HcclRootInfo other;
   ASSERT_EQ(HcclGetRootInfo(&other), HCCL_SUCCESS);
   EXPECT_NE(std::string(other.internal), std::string(root.internal));
-  HcclComm a = nullptr, b = nullptr;
-  ASSERT_EQ(HcclCommInitRootInfo(2, &other, 0, &a), HCCL_SUCCESS);
-  EXPECT_EQ(HcclCommInitRootInfo(2, &other, 0, &b), HCCL_E_PARA);  // rank 0 again
-  EXPECT_NE(recentError().find("joined already"), std::string::npos);
-  EXPECT_EQ(HcclCommInitRootInfo(3, &other, 1, &b), HCCL_E_PARA);  // another size
-  EXPECT_EQ(HcclCommInitRootInfo(2, &other, 2, &b), HCCL_E_PARA);  // rank out of range
+  HcclComm alone = nullptr;
+  ASSERT_EQ(HcclCommInitRootInfo(1, &other, 0, &alone), HCCL_SUCCESS) << recentError();
+  EXPECT_NE(commName(alone), name);
+  EXPECT_EQ(HcclCommDestroy(alone), HCCL_SUCCESS);
+}
+
+// Arguments are checked before anything waits for the other ranks.
+TEST(Hccl, InitRootInfoArgumentErrors) {
+  HcclRootInfo root;
+  ASSERT_EQ(HcclGetRootInfo(&root), HCCL_SUCCESS);
+  HcclComm b = nullptr;
   EXPECT_EQ(HcclCommInitRootInfo(2, nullptr, 1, &b), HCCL_E_PTR);
-  EXPECT_EQ(HcclCommInitRootInfo(2, &other, 1, nullptr), HCCL_E_PTR);
-  EXPECT_EQ(HcclCommInitRootInfo(0, &other, 0, &b), HCCL_E_PARA);
-  HcclRootInfo empty;
-  std::memset(&empty, 0, sizeof empty);
-  EXPECT_EQ(HcclCommInitRootInfo(2, &empty, 1, &b), HCCL_E_PARA);
-  ASSERT_EQ(HcclCommInitRootInfo(2, &other, 1, &b), HCCL_SUCCESS);
-  EXPECT_EQ(commName(a), commName(b));
+  EXPECT_EQ(HcclCommInitRootInfo(2, &root, 1, nullptr), HCCL_E_PTR);
+  EXPECT_EQ(HcclCommInitRootInfo(0, &root, 0, &b), HCCL_E_PARA);
+  EXPECT_NE(recentError().find("nRanks is 0"), std::string::npos) << recentError();
+  EXPECT_EQ(HcclCommInitRootInfo(100000, &root, 0, &b), HCCL_E_PARA);
+  EXPECT_EQ(HcclCommInitRootInfo(2, &root, 2, &b), HCCL_E_PARA);  // rank out of range
+  EXPECT_NE(recentError().find("rank is 2"), std::string::npos) << recentError();
+  HcclRootInfo bad;
+  std::memset(&bad, 0, sizeof bad);
+  EXPECT_EQ(HcclCommInitRootInfo(2, &bad, 1, &b), HCCL_E_PARA);
+  EXPECT_NE(recentError().find("rootInfo is empty"), std::string::npos) << recentError();
+  std::strcpy(bad.internal, "moedist-root-123-0");  // the in-process root infos of earlier versions
+  EXPECT_EQ(HcclCommInitRootInfo(2, &bad, 1, &b), HCCL_E_PARA);
+  EXPECT_NE(recentError().find("not a root info"), std::string::npos) << recentError();
+  std::memset(bad.internal, 'x', sizeof bad.internal);  // no terminating NUL anywhere
+  EXPECT_EQ(HcclCommInitRootInfo(2, &bad, 1, &b), HCCL_E_PARA);
+  EXPECT_EQ(b, nullptr);
+}
+
+// A rank that never joins: the others fail within HCCL_CONNECT_TIMEOUT, naming it, and stay usable.
+TEST(Hccl, InitRootInfoMissingRankTimesOut) {
+  moedist::testing::ScopedEnv connectTimeout("HCCL_CONNECT_TIMEOUT", "1");
+  HcclRootInfo root;
+  ASSERT_EQ(HcclGetRootInfo(&root), HCCL_SUCCESS);
+  HcclComm a = nullptr;
+  const auto start = std::chrono::steady_clock::now();
+  const HcclResult r = HcclCommInitRootInfo(3, &root, 0, &a);
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_NE(r, HCCL_SUCCESS);
+  EXPECT_EQ(r, HCCL_E_TIMEOUT) << recentError();
+  EXPECT_LT(elapsed, std::chrono::seconds(10));
+  const std::string message = recentError();
+  EXPECT_NE(message.find("HcclCommInitRootInfo"), std::string::npos) << message;
+  EXPECT_NE(message.find("HCCL_CONNECT_TIMEOUT"), std::string::npos) << message;
+  EXPECT_NE(message.find("1, 2"), std::string::npos) << message;  // the ranks that never joined
+  EXPECT_EQ(a, nullptr);
+
+  HcclRootInfo again;
+  ASSERT_EQ(HcclGetRootInfo(&again), HCCL_SUCCESS);
+  ASSERT_EQ(HcclCommInitRootInfo(1, &again, 0, &a), HCCL_SUCCESS) << recentError();
   EXPECT_EQ(HcclCommDestroy(a), HCCL_SUCCESS);
-  EXPECT_EQ(HcclCommDestroy(b), HCCL_SUCCESS);
+}
+
+// Members that disagree (a rank given twice, another nRanks) fail with HCCL_E_PARA, the others within the deadline.
+TEST(Hccl, InitRootInfoMembersThatDisagree) {
+  moedist::testing::ScopedEnv connectTimeout("HCCL_CONNECT_TIMEOUT", "1");
+  // Two threads with rank 0 of 2: one of them is refused at once; the other misses rank 1.
+  for (const bool sameRank : {true, false}) {
+    HcclRootInfo root;
+    ASSERT_EQ(HcclGetRootInfo(&root), HCCL_SUCCESS);
+    HcclComm comms[2] = {nullptr, nullptr};
+    HcclResult results[2] = {HCCL_E_RESERVED, HCCL_E_RESERVED};
+    std::string messages[2];
+    std::vector<std::thread> threads;
+    for (uint32_t t = 0; t < 2; ++t) {
+      threads.emplace_back([&, t] {
+        // sameRank: rank 0 of 2 twice; else rank t of 2 and of 3.
+        results[t] =
+            sameRank ? HcclCommInitRootInfo(2, &root, 0, &comms[t]) : HcclCommInitRootInfo(2 + t, &root, t, &comms[t]);
+        messages[t] = recentError();
+      });
+    }
+    for (auto& t : threads) t.join();
+    int refused = 0;
+    for (uint32_t t = 0; t < 2; ++t) {
+      EXPECT_NE(results[t], HCCL_SUCCESS) << messages[t];
+      EXPECT_EQ(comms[t], nullptr);
+      if (results[t] == HCCL_E_PARA) {
+        ++refused;
+        EXPECT_NE(messages[t].find(sameRank ? "joined already" : "nRanks"), std::string::npos) << messages[t];
+      }
+    }
+    EXPECT_GE(refused, 1) << messages[0] << " / " << messages[1];
+  }
+}
+
+// A root info made on another host (here: another boot id) is refused at once, pointing to MPI.
+TEST(Hccl, InitRootInfoFromAnotherHost) {
+  HcclRootInfo root;
+  ASSERT_EQ(HcclGetRootInfo(&root), HCCL_SUCCESS);
+  std::string text(root.internal);
+  // "<prefix>;<token>;<boot id>;...": change the boot id's first character.
+  const size_t bootId = text.find(';', text.find(';') + 1) + 1;
+  ASSERT_NE(bootId, std::string::npos + 1) << text;
+  ASSERT_LT(bootId, text.size()) << text;
+  text[bootId] = text[bootId] == '0' ? '1' : '0';
+  std::memcpy(root.internal, text.data(), text.size());
+  ShmUniqueId shmId;
+  std::memcpy(shmId.internal, root.internal, sizeof shmId.internal);
+  ASSERT_TRUE(isShmUniqueId(shmId)) << text;
+  HcclComm comm = nullptr;
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(HcclCommInitRootInfo(2, &root, 1, &comm), HCCL_E_PARA);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+  const std::string message = recentError();
+  EXPECT_NE(message.find("another host"), std::string::npos) << message;
+  EXPECT_NE(message.find("MPI"), std::string::npos) << message;
+  EXPECT_EQ(comm, nullptr);
 }
 
 // The CANN example's setup and teardown, with work on the streams standing in for the operators: each rank's
