@@ -10,6 +10,7 @@
 #include "acl/acl.h"
 #include "harness/cann_calls.h"
 #include "hccl/hccl.h"
+#include "moedist/shm.h"
 #include "support/ffn.h"
 #include "support/rank_launcher.h"
 #include "support/scoped_env.h"
@@ -104,6 +105,7 @@ struct RankData {
   std::vector<uint16_t> ffnRows, residual, gamma, sharedX, oriX, alpha1, alpha2, constV, yOut, xOut;
   std::vector<float> weights, rstd;
   CombineArgs c;
+  uint16_t* ffnRowsData = nullptr;  // where the FFN writes combine's expandX: ffnRows, or segment memory
 };
 
 class Checker {
@@ -256,7 +258,8 @@ void buildRank(const Prepared& p, const RunOptions& options, int g, int e, RankD
   c.commQuantMode = cfg.commQuantMode;
   c.normEps = cfg.normEps;
   r.ffnRows.assign(static_cast<size_t>(rows * H), 0);
-  c.expandX = TensorView(r.ffnRows.data(), rowType, {rows, H});
+  r.ffnRowsData = r.ffnRows.data();
+  c.expandX = TensorView(r.ffnRowsData, rowType, {rows, H});
   c.expertIds = d.expertIds;
   c.xActiveMask = d.xActiveMask;
   c.elasticInfo = d.elasticInfo;
@@ -367,7 +370,7 @@ void runRank(const Prepared& p, const RunOptions& options, RankData& r, const Ra
       out.totalRows = out.ownRows + (cfg.tp == 2 ? r.tpRecv[static_cast<size_t>(1 - r.tpIdx)] : 0);
       const auto rows =
           expertFfn(fr, r.expandX.data(), p.quant ? r.dynamicScales.data() : nullptr, out.totalRows, r.epRecv.data());
-      std::copy(rows.begin(), rows.end(), r.ffnRows.begin());
+      std::copy(rows.begin(), rows.end(), r.ffnRowsData);
     }
     // Combine.
     CombineArgs c = r.c;
@@ -560,6 +563,49 @@ RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
   return result;
 }
 
+namespace {
+
+// x and the expert rows of one rank moved into its shared-memory segment, released when this goes.
+class SegmentTensors {
+ public:
+  explicit SegmentTensors(const Communicator& ep) : ep_(ep) {}
+  ~SegmentTensors() {
+    for (void* m : memory_) shmFree(ep_, m);
+  }
+  SegmentTensors(const SegmentTensors&) = delete;
+  SegmentTensors& operator=(const SegmentTensors&) = delete;
+
+  // False when the segment has no room (or ep is not a shared-memory communicator).
+  bool place(RankData& r) {
+    if (r.d.x.contiguous() && r.d.x.numel() > 0) {
+      void* m = copyIn(r.d.x.data(), static_cast<size_t>(r.d.x.nbytes()));
+      if (m == nullptr) return false;
+      r.d.x = TensorView(m, r.d.x.dtype(), r.d.x.shape());
+    }
+    if (r.participates && !r.ffnRows.empty()) {
+      void* m = copyIn(r.ffnRows.data(), r.ffnRows.size() * sizeof(uint16_t));
+      if (m == nullptr) return false;
+      r.ffnRowsData = static_cast<uint16_t*>(m);
+      r.c.expandX = TensorView(m, r.c.expandX.dtype(), r.c.expandX.shape());
+    }
+    return true;
+  }
+
+ private:
+  void* copyIn(const void* src, size_t bytes) {
+    void* m = shmAllocate(ep_, bytes);
+    if (m == nullptr) return nullptr;
+    std::memcpy(m, src, bytes);
+    memory_.push_back(m);
+    return m;
+  }
+
+  const Communicator& ep_;
+  std::vector<void*> memory_;
+};
+
+}  // namespace
+
 RunResult runScenarioRank(const Scenario& scenario, const RunOptions& options, int tpIdx, int epRank,
                           const Communicator& ep, const Communicator* tp) {
   RunResult result;
@@ -582,6 +628,13 @@ RunResult runScenarioRank(const Scenario& scenario, const RunOptions& options, i
   }
   std::vector<RankData> ranks(1);
   buildRank(p, options, tpIdx, epRank, ranks[0]);
+  SegmentTensors inSegment(ep);
+  if (options.tensorsInSegment && !inSegment.place(ranks[0])) {
+    result.failures.push_back(
+        "runScenarioRank: shmAllocate gave no memory for x and the expert rows (not a "
+        "shared-memory communicator, or HCCL_BUFFSIZE too small)");
+    return result;
+  }
 
   Checker checker;
   RankCalls calls;

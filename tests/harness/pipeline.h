@@ -35,6 +35,9 @@ struct RunOptions {
   // runScenarioRank: where the ranks meet when syncBeforeEachOp (an MPI_Barrier over the job, say); empty: nowhere.
   std::function<void()> rankBarrier;
   bool check = true;  // compare with the reference model
+  // runScenarioRank on a shared-memory communicator: x and the expert rows that combine returns live in the rank's
+  // segment (moedist::shmAllocate), so the operators publish them without a staging copy (moedist/shm.h).
+  bool tensorsInSegment = false;
   // Hooks to corrupt one rank's arguments (error tests); run right before the call on that rank's thread.
   std::function<void(int tpIdx, int epRank, DispatchArgs&)> editDispatch;
   std::function<void(int tpIdx, int epRank, CombineArgs&)> editCombine;

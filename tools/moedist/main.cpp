@@ -62,6 +62,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"inproc", "mpi", "shm"}))
       ->capture_default_str();
   runCmd->add_flag("--no-baseline", f.noBaseline, "skip the baseline run with the scalar reference kernels");
+  runCmd->add_flag("--shm-staging", f.shmStaging,
+                   "--engine shm: keep x and the expert rows in the caller's memory, so each call stages them into "
+                   "the segment (default: allocate them in the segment with shmAllocate, no staging copy)");
   CLI11_PARSE(app, argc, argv);
   if (runCmd->parsed() && f.engine == "mpi") return moedist::tool::runMpi(f);
   if (runCmd->parsed() && f.engine == "shm") return moedist::tool::runShm(f);

@@ -43,8 +43,10 @@ void printHeader(const RunFlags& f, const Scenario& sc, const std::string& mpiLi
   const int ranks = f.worldSize * sc.numGroups();
   fmt::print("moedist run\n  {}\n", sc.describe());
   fmt::print(
-      "  engine: shared memory, {} ranks as processes forked by this one, {} kernel thread(s) per rank, kernels {}\n",
-      ranks, f.kernelThreads, kernelsName());
+      "  engine: shared memory, {} ranks as processes forked by this one, {} kernel thread(s) per rank, kernels {}; "
+      "x and expert rows {}\n",
+      ranks, f.kernelThreads, kernelsName(),
+      f.shmStaging ? "in the caller's memory (staged per call)" : "in the segment (shmAllocate)");
   fmt::print("  compared with: the in-process engine, {} ranks as threads\n", ranks);
   fmt::print("  {}\n", mpiLine);
   if (!f.noBaseline) fmt::print("  baseline: the same runs with the scalar reference kernels (\"ref\")\n");
@@ -54,7 +56,10 @@ void printHeader(const RunFlags& f, const Scenario& sc, const std::string& mpiLi
 // The shared-memory engine (with the rows table) and then the in-process engine; 0 when both passed.
 int runShmAndInProcess(const RunFlags& f, const Scenario& sc, EngineRuns* shm, EngineRuns* inproc) {
   const RunOptions o = runOptionsFrom(f, sc);
-  const auto onProcesses = [&sc](const RunOptions& ro) { return testing::runScenarioShm(sc, ro); };
+  const auto onProcesses = [&sc, &f](RunOptions ro) {
+    ro.tensorsInSegment = !f.shmStaging;
+    return testing::runScenarioShm(sc, ro);
+  };
   int rc = runEngine(f, sc, o, "shared-memory engine", onProcesses, true, /*printRows=*/true, shm);
   if (rc != 0) return rc;
   std::fflush(stdout);

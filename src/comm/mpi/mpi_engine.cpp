@@ -1,13 +1,14 @@
-// The MPI engine; mpi_engine.h describes the protocol.
+// The MPI engine: MpiTransport, a Transport (comm/protocol.h) that ProtocolEngine drives; mpi_engine.h describes
+// the design. The protocol (call matching, arrival, close, abandonment, deadlines) lives in ProtocolEngine; this file
+// only moves its events and the regions' bytes.
 //
 // Messages on the engine's own duplicate of the communicator:
-//   kTagHeader   HeaderMsg + the caller's header bytes      (open)
-//   kTagClose    CloseMsg                                   (close, or "abandoned" from a rank that gave up)
-//   kTagRequest  RequestMsg                                 (read from a peer that is not mapped)
+//   kTagEvent    EventMsg + the sender's header (kOpen) or note (kAbandon)
+//   kTagRequest  RequestMsg                                 (read of a region that map() could not address)
 //   reply tags   the requested bytes, or none when the request cannot be served (then the reader fails)
-// Control messages are drained by progress() whatever the caller waits for: a message of the open call updates its
-// state, one of an earlier call of this rank is dropped, and one of a call this rank has not opened yet is kept
-// until it does. Each read uses a fresh reply tag, so the answer to a read that timed out never meets a later one.
+// progress() drains messages whatever the caller waits for: events are queued for the next poll() (in the order each
+// sender sent them), requests for the open call are answered, others refused. Each read uses a fresh reply tag, so
+// the answer to a read that timed out never meets a later one.
 #include "comm/mpi/mpi_engine.h"
 
 #include <fmt/format.h>
@@ -17,45 +18,32 @@
 #include <array>
 #include <cstring>
 #include <list>
-#include <map>
 #include <mutex>
-#include <optional>
+#include <set>
 #include <thread>
 #include <vector>
 
 #include "comm/checks.h"
+#include "comm/protocol.h"
 #include "util/check.h"
 
 namespace moedist::comm::mpi {
 
 namespace {
 
-constexpr int kTagHeader = 1;
-constexpr int kTagClose = 2;
+constexpr int kTagEvent = 1;
 constexpr int kTagRequest = 3;
 constexpr int kTagReplyBase = 16;
 constexpr size_t kMaxChunk = size_t{1} << 30;  // bytes per reply message (MPI counts are int)
 constexpr size_t kStageAlign = 64;
 
-// Which call a message belongs to: (participant list, calls this rank made before with that list).
-struct CallId {
-  uint64_t set = 0;  // hash of the participant list
-  uint64_t seq = 0;
-  bool operator==(const CallId&) const = default;
-};
-
-struct HeaderMsg {  // followed by the caller's header
+struct EventMsg {  // followed by the header (kOpen) or the note (kAbandon)
   CallId id;
+  uint8_t kind = 0;  // EventKind
+  uint8_t pad[3] = {};
   int32_t numRegions = 0;
-  int32_t pad = 0;
   std::array<uint64_t, kMaxRegions> bytes{};
-  std::array<int64_t, kMaxRegions> staged{};  // offset in the sender's shared window, or -1: read() it
-};
-
-struct CloseMsg {
-  CallId id;
-  int32_t abandoned = 0;
-  std::array<char, 244> note{};  // why it was abandoned ("rank 3 timed out waiting for rank(s) 5 to open it")
+  std::array<int64_t, kMaxRegions> where{};  // offset in the sender's shared window, or -1: read() it
 };
 
 struct RequestMsg {
@@ -65,19 +53,6 @@ struct RequestMsg {
   uint64_t offset = 0;
   uint64_t bytes = 0;
 };
-
-uint64_t hashRanks(std::span<const int> ranks) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a over the list and its length
-  auto mix = [&h](uint64_t v) {
-    for (int i = 0; i < 8; ++i) {
-      h ^= (v >> (8 * i)) & 0xFF;
-      h *= 1099511628211ull;
-    }
-  };
-  mix(ranks.size());
-  for (int r : ranks) mix(static_cast<uint64_t>(r));
-  return h;
-}
 
 template <typename T>
 std::vector<std::byte> bytesOf(const T& msg, std::span<const std::byte> tail = {}) {
@@ -96,6 +71,10 @@ bool parse(const std::vector<std::byte>& bytes, T* msg) {
 
 long long msSince(Clock::time_point start) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+}
+
+size_t alignUp(size_t bytes) {
+  return (bytes + kStageAlign - 1) / kStageAlign * kStageAlign;
 }
 
 Status mpiError(const std::string& what, int code) {
@@ -143,20 +122,21 @@ void retire(MPI_Comm comm) {
     if (int mpiRc_ = (call); mpiRc_ != MPI_SUCCESS) return mpiError(#call, mpiRc_); \
   } while (0)
 
-class MpiEngine final : public Engine {
+class MpiTransport final : public Transport {
  public:
-  MpiEngine(MPI_Comm comm, std::string name) : comm_(comm), name_(std::move(name)) {
+  MpiTransport(MPI_Comm comm, std::string name) : comm_(comm), name_(std::move(name)) {
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
     windows_.assign(static_cast<size_t>(size_), nullptr);
+    windowSizes_.assign(static_cast<size_t>(size_), 0);
     int* ub = nullptr;
     int flag = 0;
     MPI_Comm_get_attr(comm_, MPI_TAG_UB, &ub, &flag);
     replyTags_ = std::min(flag ? *ub - kTagReplyBase : 32767 - kTagReplyBase, 1 << 20);
   }
-  ~MpiEngine() override;
-  MpiEngine(const MpiEngine&) = delete;
-  MpiEngine& operator=(const MpiEngine&) = delete;
+  ~MpiTransport() override;
+  MpiTransport(const MpiTransport&) = delete;
+  MpiTransport& operator=(const MpiTransport&) = delete;
 
   // The shared window of this host's ranks (collective over comm_). windowBytes 0: none.
   Status attachWindow(size_t windowBytes);
@@ -165,34 +145,15 @@ class MpiEngine final : public Engine {
   int size() const override { return size_; }
   const std::string& name() const override { return name_; }
   const char* kind() const override { return "mpi"; }
+  std::string prefix() const override { return fmt::format("MPI communicator '{}' rank {}: ", name_, rank_); }
 
-  Status open(std::span<const int> participants, std::span<const std::byte> header, std::span<const Region> regions,
-              Clock::time_point deadline) override;
-  std::span<const std::byte> peerHeader(int peer) const override;
-  bool mapped() const override { return call_ && call_->mapped; }
-  const std::byte* peerRegion(int peer, int region) const override;
-  size_t peerRegionBytes(int peer, int region) const override;
-  Status read(int peer, int region, size_t offset, void* dst, size_t bytes) override;
-  Status close(Clock::time_point deadline) override;
+  Status post(Call& call, Event& event, Clock::time_point deadline) override;
+  void poll(const Call* call, Clock::time_point until, const std::function<void(Event&&)>& deliver) override;
+  Status map(const Call& call, Event& event) override;
+  Status read(const Call& call, const Event& peer, int region, size_t offset, void* dst, size_t bytes) override;
+  bool busy() const override;
 
  private:
-  struct Peer {
-    int rank = -1;
-    bool arrived = false;
-    bool closed = false;
-    std::vector<std::byte> header;
-    HeaderMsg info;
-  };
-  struct Call {
-    std::vector<int> participants;
-    CallId id;
-    std::vector<Peer> peers;  // in participant order
-    std::array<Region, kMaxRegions> own{};
-    Clock::duration timeout{};
-    bool mapped = false;
-    std::string abandonNote;  // set when a peer gave up on the call
-    int abandonedBy = -1;
-  };
   struct Send {
     MPI_Request request = MPI_REQUEST_NULL;
     std::vector<std::byte> buffer;  // empty when the data is a caller's region (a reply)
@@ -207,28 +168,19 @@ class MpiEngine final : public Engine {
     Received message;
   };
 
-  std::string prefix() const { return fmt::format("MPI communicator '{}' rank {}: ", name_, rank_); }
-  std::string what() const { return describeCall(call_->id.seq, call_->participants, size_); }
-  Peer* peerOf(int rank);
-  const Peer* peerOf(int rank) const { return const_cast<MpiEngine*>(this)->peerOf(rank); }
   const std::byte* windowOf(int rank) const { return windows_[static_cast<size_t>(rank)]; }
-
+  // Copies call.own into this rank's window when a participant on this host will read it; sets event.where.
+  void stage(const Call& call, Event& event);
   void send(int dest, int tag, std::vector<std::byte> buffer);
-  void sendClose(bool abandoned, const std::string& note);
-  // Completes sends, receives control messages and answers read requests; never blocks.
-  void progress();
-  void handle(Received message);
-  void serve(int source, const RequestMsg& request);
-  // Calls progress() until done() or the deadline; false at the deadline.
-  template <typename Done>
-  bool pollUntil(Clock::time_point deadline, Done done);
-  std::vector<int> missing(bool opening) const;
-  // The kTimeout of a call that a peer gave up on (its notice says why).
-  Status abandoned(Clock::time_point start) const {
-    return Status(StatusCode::kTimeout, fmt::format("{}the call ({}) failed after {} ms because {}", prefix(), what(),
-                                                    msSince(start), call_->abandonNote));
-  }
-  Status readChunk(int peer, RequestMsg request, void* dst);
+  // Completes sends, receives messages (events into queue_) and answers read requests for `call`; never blocks.
+  // Returns whether a reply send completed.
+  bool progress(const Call* call);
+  void handle(Received message, const Call* call);
+  void serve(int source, const RequestMsg& request, const Call* call);
+  // A queued kAbandon of `call`, or nullptr.
+  const Event* abandonOf(const Call& call) const;
+  Status abandoned(const Call& call, Clock::time_point start, const std::string& note) const;
+  Status readChunk(const Call& call, int peer, RequestMsg request, void* dst);
 
   MPI_Comm comm_ = MPI_COMM_NULL;  // owned duplicate
   std::string name_;
@@ -241,20 +193,17 @@ class MpiEngine final : public Engine {
   size_t windowBytes_ = 0;
   bool warnedWindow_ = false;
   std::vector<std::byte*> windows_;  // by rank: its window as mapped here (same host), or nullptr
+  std::vector<size_t> windowSizes_;  // by rank: the size of that window
 
-  std::map<uint64_t, uint64_t> nextSeq_;  // participant-list hash -> calls made with that list
-  std::optional<Call> call_;
   std::list<Send> sends_;
-  std::list<Incoming> incoming_;
-  std::vector<Received> early_;  // messages of calls this rank has not opened yet
+  std::list<Incoming> incoming_;  // in the order MPI matched them
+  std::vector<Event> queue_;      // received events not yet handed to poll()'s deliver
 };
 
-MpiEngine::~MpiEngine() {
+MpiTransport::~MpiTransport() {
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (finalized) return;  // nothing can be released any more
-  if (call_) sendClose(true, fmt::format("rank {} was destroyed with the call open", rank_));
-  call_.reset();
   // Sends nobody will receive (peers that gave up) are cancelled; their buffers must outlive MPI's bookkeeping.
   for (Send& s : sends_) {
     int done = 0;
@@ -278,7 +227,7 @@ MpiEngine::~MpiEngine() {
   retire(comm_);
 }
 
-Status MpiEngine::attachWindow(size_t windowBytes) {
+Status MpiTransport::attachWindow(size_t windowBytes) {
   if (windowBytes == 0) return okStatus();
   MOEDIST_MPI(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node_));
   // The windows of all ranks of this host live in /dev/shm: take at most half of its free space, so that a large
@@ -325,46 +274,89 @@ Status MpiEngine::attachWindow(size_t windowBytes) {
     int unit = 0;
     void* peerBase = nullptr;
     MOEDIST_MPI(MPI_Win_shared_query(win_, i, &bytes, &unit, &peerBase));
-    windows_[static_cast<size_t>(ranks[static_cast<size_t>(i)])] = static_cast<std::byte*>(peerBase);
+    const auto r = static_cast<size_t>(ranks[static_cast<size_t>(i)]);
+    windows_[r] = static_cast<std::byte*>(peerBase);
+    windowSizes_[r] = static_cast<size_t>(bytes);
   }
   return okStatus();
 }
 
-MpiEngine::Peer* MpiEngine::peerOf(int rank) {
-  if (!call_) return nullptr;
-  const auto& p = call_->participants;
-  auto it = std::lower_bound(p.begin(), p.end(), rank);
-  if (it == p.end() || *it != rank) return nullptr;
-  return &call_->peers[static_cast<size_t>(it - p.begin())];
-}
-
-void MpiEngine::send(int dest, int tag, std::vector<std::byte> buffer) {
+void MpiTransport::send(int dest, int tag, std::vector<std::byte> buffer) {
   Send& s = sends_.emplace_back();
   s.buffer = std::move(buffer);
   MPI_Isend(s.buffer.data(), static_cast<int>(s.buffer.size()), MPI_BYTE, dest, tag, comm_, &s.request);
 }
 
-void MpiEngine::sendClose(bool abandoned, const std::string& note) {
-  CloseMsg msg;
-  msg.id = call_->id;
-  msg.abandoned = abandoned ? 1 : 0;
-  note.copy(msg.note.data(), msg.note.size() - 1);
-  for (int p : call_->participants)
-    if (p != rank_) send(p, kTagClose, bytesOf(msg));
+void MpiTransport::stage(const Call& call, Event& event) {
+  event.where.fill(-1);
+  size_t need = 0;
+  for (int i = 0; i < call.numOwn; ++i) need += alignUp(call.own[static_cast<size_t>(i)].bytes);
+  const bool hostPeers = std::any_of(call.participants.begin(), call.participants.end(),
+                                     [&](int p) { return p != rank_ && windowOf(p) != nullptr; });
+  if (!hostPeers) return;
+  if (need > windowBytes_) {
+    if (!warnedWindow_) {  // correct, but slow: say so once
+      warnedWindow_ = true;
+      fmt::print(stderr,
+                 "moedist: {}a call publishes {} bytes, more than the shared-memory window of {} bytes "
+                 "(HCCL_BUFFSIZE MB); peers on this host read them through messages, which is slower. Raise "
+                 "HCCL_BUFFSIZE.\n",
+                 prefix(), need, windowBytes_);
+    }
+    return;
+  }
+  size_t at = 0;
+  for (int i = 0; i < call.numOwn; ++i) {
+    const Region& r = call.own[static_cast<size_t>(i)];
+    if (r.bytes > 0) std::memcpy(window_ + at, r.data, r.bytes);
+    event.where[static_cast<size_t>(i)] = static_cast<int64_t>(at);
+    at += alignUp(r.bytes);
+  }
+  MPI_Win_sync(win_);  // the copies are visible before the header that announces them
 }
 
-void MpiEngine::progress() {
+Status MpiTransport::post(Call& call, Event& event, Clock::time_point deadline) {
+  (void)deadline;  // sends never block
+  EventMsg msg;
+  msg.id = event.id;
+  msg.kind = static_cast<uint8_t>(event.kind);
+  std::span<const std::byte> tail;
+  if (event.kind == EventKind::kOpen) {
+    stage(call, event);
+    msg.numRegions = event.numRegions;
+    msg.bytes = event.bytes;
+    msg.where = event.where;
+    if (event.header) tail = {event.header->data(), event.header->size()};
+  } else if (event.kind == EventKind::kAbandon) {
+    tail = {reinterpret_cast<const std::byte*>(event.note.data()), event.note.size()};
+  }
+  const auto wire = bytesOf(msg, tail);
+  for (int p : call.participants)
+    if (p != rank_) send(p, kTagEvent, wire);
+  return okStatus();
+}
+
+bool MpiTransport::progress(const Call* call) {
+  bool replied = false;
   for (auto it = sends_.begin(); it != sends_.end();) {
     int done = 0;
     MPI_Test(&it->request, &done, MPI_STATUS_IGNORE);
+    if (done && it->buffer.empty()) replied = true;
     it = done ? sends_.erase(it) : std::next(it);
   }
-  for (;;) {  // new messages; posted reply receives take theirs before they can be seen here
+  // New messages; posted reply receives take theirs before they can be seen here. An unsuccessful MPI_Improbe may
+  // have pulled in more messages as it progressed (Open MPI progresses after it looks), so two misses end the loop:
+  // then a peer's kClose and the kAbandon it sent right after are delivered together.
+  for (int misses = 0; misses < 2;) {
     int found = 0;
     MPI_Message handle;
     MPI_Status status;
     MPI_Improbe(MPI_ANY_SOURCE, MPI_ANY_TAG, comm_, &found, &handle, &status);
-    if (!found) break;
+    if (!found) {
+      ++misses;
+      continue;
+    }
+    misses = 0;
     int count = 0;
     MPI_Get_count(&status, MPI_BYTE, &count);
     Incoming& in = incoming_.emplace_back();
@@ -373,54 +365,58 @@ void MpiEngine::progress() {
     in.message.bytes.resize(static_cast<size_t>(count));
     MPI_Imrecv(in.message.bytes.data(), count, MPI_BYTE, &handle, &in.request);
   }
+  // Completed receives are handled in the order each sender sent them: one behind an unfinished (large) message of
+  // the same sender waits, so that a peer's kOpen is never overtaken by its kClose.
+  std::set<int> waiting;
   for (auto it = incoming_.begin(); it != incoming_.end();) {
     int done = 0;
-    MPI_Test(&it->request, &done, MPI_STATUS_IGNORE);
+    if (!waiting.contains(it->message.source)) MPI_Test(&it->request, &done, MPI_STATUS_IGNORE);
     if (!done) {
+      waiting.insert(it->message.source);
       ++it;
       continue;
     }
     Received message = std::move(it->message);
     it = incoming_.erase(it);
-    handle(std::move(message));
+    handle(std::move(message), call);
   }
+  return replied;
 }
 
-void MpiEngine::handle(Received message) {
+void MpiTransport::handle(Received message, const Call* call) {
   if (message.tag >= kTagReplyBase) return;  // the answer to a read that gave up
-  CallId id;
-  if (!parse(message.bytes, &id)) return;
   if (message.tag == kTagRequest) {
     RequestMsg request;
-    if (parse(message.bytes, &request)) serve(message.source, request);
+    if (parse(message.bytes, &request)) serve(message.source, request, call);
     return;
   }
-  Peer* peer = call_ && call_->id == id ? peerOf(message.source) : nullptr;
-  if (peer == nullptr) {
-    auto next = nextSeq_.find(id.set);
-    if (next == nextSeq_.end() || id.seq >= next->second) early_.push_back(std::move(message));
-    return;  // else: a call this rank has left (abandoned by someone); dropped
-  }
-  if (message.tag == kTagHeader && parse(message.bytes, &peer->info)) {
-    peer->arrived = true;
-    peer->header.assign(message.bytes.begin() + sizeof(HeaderMsg), message.bytes.end());
-  } else if (message.tag == kTagClose) {
-    CloseMsg close;
-    if (!parse(message.bytes, &close)) return;
-    peer->closed = true;
-    if (close.abandoned && call_->abandonedBy < 0) {
-      call_->abandonedBy = message.source;
-      call_->abandonNote = std::string(close.note.data(), strnlen(close.note.data(), close.note.size()));
-    }
+  EventMsg msg;
+  if (message.tag != kTagEvent || !parse(message.bytes, &msg)) return;
+  if (msg.kind < static_cast<uint8_t>(EventKind::kOpen) || msg.kind > static_cast<uint8_t>(EventKind::kAbandon) ||
+      msg.numRegions < 0 || msg.numRegions > kMaxRegions)
+    return;  // not from this engine
+  Event& event = queue_.emplace_back();
+  event.kind = static_cast<EventKind>(msg.kind);
+  event.from = message.source;
+  event.id = msg.id;
+  const auto tail = message.bytes.begin() + sizeof(EventMsg);
+  if (event.kind == EventKind::kOpen) {
+    event.header = std::make_shared<const std::vector<std::byte>>(tail, message.bytes.end());
+    event.numRegions = msg.numRegions;
+    event.bytes = msg.bytes;
+    event.where = msg.where;
+  } else if (event.kind == EventKind::kAbandon) {
+    event.note.assign(reinterpret_cast<const char*>(message.bytes.data()) + sizeof(EventMsg),
+                      message.bytes.size() - sizeof(EventMsg));
   }
 }
 
-void MpiEngine::serve(int source, const RequestMsg& request) {
+void MpiTransport::serve(int source, const RequestMsg& request, const Call* call) {
   const std::byte* data = nullptr;
   uint64_t bytes = 0;
-  if (call_ && call_->id == request.id && peerOf(source) != nullptr && request.region >= 0 &&
-      request.region < kMaxRegions) {
-    const Region& r = call_->own[static_cast<size_t>(request.region)];
+  if (call != nullptr && call->id == request.id && call->slotOf(source) >= 0 && request.region >= 0 &&
+      request.region < call->numOwn) {
+    const Region& r = call->own[static_cast<size_t>(request.region)];
     if (request.offset <= r.bytes && request.bytes <= r.bytes - request.offset && request.bytes <= kMaxChunk) {
       data = static_cast<const std::byte*>(r.data) + request.offset;
       bytes = request.bytes;
@@ -431,14 +427,111 @@ void MpiEngine::serve(int source, const RequestMsg& request) {
   MPI_Isend(data, static_cast<int>(bytes), MPI_BYTE, source, request.replyTag, comm_, &s.request);
 }
 
-template <typename Done>
-bool MpiEngine::pollUntil(Clock::time_point deadline, Done done) {
+void MpiTransport::poll(const Call* call, Clock::time_point until, const std::function<void(Event&&)>& deliver) {
   // Spin briefly, then sleep a little between polls: ranks are often oversubscribed (more processes than cores).
   auto pause = std::chrono::microseconds(0);
   for (;;) {
-    progress();
-    if (done()) return true;
-    if (Clock::now() >= deadline) return false;
+    // A completed reply may be what close() waits for (busy()), so it ends the poll too.
+    const bool replied = progress(call);
+    if (!queue_.empty()) {
+      std::vector<Event> events;
+      events.swap(queue_);  // deliver() may make this transport queue more
+      for (Event& e : events) deliver(std::move(e));
+      return;
+    }
+    if (replied || Clock::now() >= until) return;
+    if (pause.count() == 0) {
+      std::this_thread::yield();
+      pause = std::chrono::microseconds(1);
+    } else {
+      std::this_thread::sleep_for(std::min<Clock::duration>(pause, until - Clock::now()));
+      pause = std::min(pause * 2, std::chrono::microseconds(100));
+    }
+  }
+}
+
+Status MpiTransport::map(const Call& call, Event& event) {
+  event.mapped.fill(nullptr);
+  if (event.from == rank_) {
+    for (int i = 0; i < call.numOwn; ++i)
+      event.mapped[static_cast<size_t>(i)] = static_cast<const std::byte*>(call.own[static_cast<size_t>(i)].data);
+    return okStatus();
+  }
+  if (event.from < 0 || event.from >= size_ || windowOf(event.from) == nullptr) return okStatus();
+  const size_t windowSize = windowSizes_[static_cast<size_t>(event.from)];
+  bool synced = false;
+  for (int i = 0; i < event.numRegions; ++i) {
+    const auto k = static_cast<size_t>(i);
+    if (event.where[k] < 0) continue;  // not staged: read() it
+    const auto at = static_cast<uint64_t>(event.where[k]);
+    if (at > windowSize || event.bytes[k] > windowSize - at)
+      return Status(StatusCode::kInternal,
+                    fmt::format("{}rank {} announced region {} at [{}, {}) of its shared window, which has {} bytes "
+                                "({})",
+                                prefix(), event.from, i, at, at + event.bytes[k], windowSize,
+                                describeCall(call.id.seq, call.participants, size_)));
+    if (!synced) {
+      MPI_Win_sync(win_);  // see the sender's staging copies, made before it sent this event
+      synced = true;
+    }
+    event.mapped[k] = windowOf(event.from) + at;
+  }
+  return okStatus();
+}
+
+bool MpiTransport::busy() const {
+  return std::any_of(sends_.begin(), sends_.end(), [](const Send& s) { return s.buffer.empty(); });
+}
+
+const Event* MpiTransport::abandonOf(const Call& call) const {
+  for (const Event& e : queue_)
+    if (e.kind == EventKind::kAbandon && e.id == call.id) return &e;
+  return nullptr;
+}
+
+Status MpiTransport::abandoned(const Call& call, Clock::time_point start, const std::string& note) const {
+  return Status(StatusCode::kTimeout,
+                fmt::format("{}the call ({}) failed after {} ms because {}", prefix(),
+                            describeCall(call.id.seq, call.participants, size_), msSince(start), note));
+}
+
+Status MpiTransport::read(const Call& call, const Event& peer, int region, size_t offset, void* dst, size_t bytes) {
+  if (bytes == 0) return okStatus();
+  if (peer.from == rank_) {  // never asked of a mapping transport, but cheap
+    std::memcpy(dst, static_cast<const std::byte*>(call.own[static_cast<size_t>(region)].data) + offset, bytes);
+    return okStatus();
+  }
+  for (size_t done = 0; done < bytes; done += kMaxChunk) {
+    RequestMsg request;
+    request.id = call.id;
+    request.region = region;
+    request.offset = offset + done;
+    request.bytes = std::min(kMaxChunk, bytes - done);
+    MOEDIST_RETURN_IF_ERROR(readChunk(call, peer.from, request, static_cast<std::byte*>(dst) + done));
+  }
+  return okStatus();
+}
+
+// One request for up to kMaxChunk bytes and its answer, received straight into dst. Events that arrive meanwhile are
+// kept for the next poll(); a kAbandon of the call ends the wait at once.
+Status MpiTransport::readChunk(const Call& call, int peer, RequestMsg request, void* dst) {
+  const Clock::time_point start = Clock::now();
+  if (call.abandonedBy >= 0) return abandoned(call, start, call.abandonNote);
+  if (const Event* gaveUp = abandonOf(call)) return abandoned(call, start, gaveUp->note);
+  request.replyTag = kTagReplyBase + static_cast<int>(nextReply_++ % static_cast<uint32_t>(replyTags_));
+  MPI_Request recv = MPI_REQUEST_NULL;
+  MOEDIST_MPI(MPI_Irecv(dst, static_cast<int>(request.bytes), MPI_BYTE, peer, request.replyTag, comm_, &recv));
+  send(peer, kTagRequest, bytesOf(request));
+  const Clock::time_point deadline = start + call.timeout;
+  MPI_Status status{};
+  int done = 0;
+  const Event* gaveUp = nullptr;
+  auto pause = std::chrono::microseconds(0);
+  for (;;) {
+    progress(&call);
+    MPI_Test(&recv, &done, &status);
+    if (done) break;
+    if ((gaveUp = abandonOf(call)) != nullptr || Clock::now() >= deadline) break;
     if (pause.count() == 0) {
       std::this_thread::yield();
       pause = std::chrono::microseconds(1);
@@ -447,200 +540,22 @@ bool MpiEngine::pollUntil(Clock::time_point deadline, Done done) {
       pause = std::min(pause * 2, std::chrono::microseconds(100));
     }
   }
-}
-
-std::vector<int> MpiEngine::missing(bool opening) const {
-  std::vector<int> out;
-  for (const Peer& p : call_->peers)
-    if (!(opening ? p.arrived : p.closed)) out.push_back(p.rank);
-  return out;
-}
-
-Status MpiEngine::open(std::span<const int> participants, std::span<const std::byte> header,
-                       std::span<const Region> regions, Clock::time_point deadline) {
-  const Clock::time_point start = Clock::now();
-  if (call_) return Status(StatusCode::kInvalidArgument, prefix() + "open() called while a call is still open");
-  MOEDIST_RETURN_IF_ERROR(checkOpen(prefix(), participants, rank_, size_, regions));
-
-  // From here on the attempt counts as a call with this participant list, whether it succeeds or not.
-  Call& call = call_.emplace();
-  call.participants.assign(participants.begin(), participants.end());
-  call.id.set = hashRanks(participants);
-  call.id.seq = nextSeq_[call.id.set]++;
-  call.timeout = deadline - start;
-  std::copy(regions.begin(), regions.end(), call.own.begin());
-  for (int p : participants) call.peers.emplace_back().rank = p;
-
-  // Stage the regions in the shared window when a participant on this host will read them.
-  HeaderMsg msg;
-  msg.id = call.id;
-  msg.numRegions = static_cast<int32_t>(regions.size());
-  msg.staged.fill(-1);
-  size_t need = 0;
-  for (size_t i = 0; i < regions.size(); ++i) {
-    msg.bytes[i] = regions[i].bytes;
-    need += (regions[i].bytes + kStageAlign - 1) / kStageAlign * kStageAlign;
-  }
-  const bool hostPeers = std::any_of(participants.begin(), participants.end(),
-                                     [&](int p) { return p != rank_ && windowOf(p) != nullptr; });
-  if (hostPeers && need > windowBytes_ && !warnedWindow_) {  // correct, but slow: say so once
-    warnedWindow_ = true;
-    fmt::print(stderr,
-               "moedist: {}a call publishes {} bytes, more than the shared-memory window of {} bytes "
-               "(HCCL_BUFFSIZE MB); peers on this host read them through messages, which is slower. Raise "
-               "HCCL_BUFFSIZE.\n",
-               prefix(), need, windowBytes_);
-  }
-  if (hostPeers && need <= windowBytes_) {
-    size_t at = 0;
-    for (size_t i = 0; i < regions.size(); ++i) {
-      if (regions[i].bytes > 0) std::memcpy(window_ + at, regions[i].data, regions[i].bytes);
-      msg.staged[i] = static_cast<int64_t>(at);
-      at += (regions[i].bytes + kStageAlign - 1) / kStageAlign * kStageAlign;
-    }
-    MPI_Win_sync(win_);
-  }
-  Peer& self = *peerOf(rank_);
-  self.arrived = true;
-  self.header.assign(header.begin(), header.end());
-  self.info = msg;
-  const auto wire = bytesOf(msg, header);
-  for (int p : participants)
-    if (p != rank_) send(p, kTagHeader, wire);
-  // Messages of this call that came before it was opened here.
-  std::vector<Received> early;
-  early.swap(early_);
-  for (Received& m : early) handle(std::move(m));
-
-  const bool all = pollUntil(deadline, [&] {
-    return call_->abandonedBy >= 0 ||
-           std::all_of(call_->peers.begin(), call_->peers.end(), [](const Peer& p) { return p.arrived; });
-  });
-  if (all && call_->abandonedBy < 0) {
-    if (win_ != MPI_WIN_NULL) MPI_Win_sync(win_);
-    call_->mapped = std::all_of(call_->peers.begin(), call_->peers.end(), [&](const Peer& p) {
-      if (p.rank == rank_) return true;
-      if (windowOf(p.rank) == nullptr) return false;
-      for (int i = 0; i < p.info.numRegions; ++i)
-        if (p.info.bytes[static_cast<size_t>(i)] > 0 && p.info.staged[static_cast<size_t>(i)] < 0) return false;
-      return true;
-    });
-    return okStatus();
-  }
-  const std::vector<int> late = missing(/*opening=*/true);
-  const bool gaveUp = call_->abandonedBy >= 0;  // a peer did; else this rank reached its deadline
-  Status failure = gaveUp ? abandoned(start)
-                          : Status(StatusCode::kTimeout,
-                                   fmt::format("{}timed out after {} ms waiting for rank(s) {} to open the call ({})",
-                                               prefix(), msSince(start), joinRanks(late), what()));
-  // Tell the others, so that they fail now rather than at their own deadlines (passing on a peer's notice).
-  sendClose(true, gaveUp ? call_->abandonNote
-                         : fmt::format("rank {} timed out waiting for rank(s) {} to open it", rank_, joinRanks(late)));
-  call_.reset();
-  return failure;
-}
-
-std::span<const std::byte> MpiEngine::peerHeader(int peer) const {
-  const Peer* p = peerOf(peer);
-  if (p == nullptr) return {};
-  return {p->header.data(), p->header.size()};
-}
-
-const std::byte* MpiEngine::peerRegion(int peer, int region) const {
-  const Peer* p = peerOf(peer);
-  if (p == nullptr || region < 0 || region >= p->info.numRegions) return nullptr;
-  const auto i = static_cast<size_t>(region);
-  if (peer == rank_) return static_cast<const std::byte*>(call_->own[i].data);
-  if (windowOf(peer) == nullptr || p->info.staged[i] < 0) return nullptr;
-  return windowOf(peer) + p->info.staged[i];
-}
-
-size_t MpiEngine::peerRegionBytes(int peer, int region) const {
-  const Peer* p = peerOf(peer);
-  if (p == nullptr || region < 0 || region >= p->info.numRegions) return 0;
-  return p->info.bytes[static_cast<size_t>(region)];
-}
-
-Status MpiEngine::read(int peer, int region, size_t offset, void* dst, size_t bytes) {
-  if (!call_) return Status(StatusCode::kInvalidArgument, prefix() + "read() called with no open call");
-  const Peer* p = peerOf(peer);
-  if (p == nullptr) {
-    return Status(StatusCode::kInvalidArgument,
-                  fmt::format("{}read() from rank {}, which is not a participant of the {}", prefix(), peer, what()));
-  }
-  const size_t regionBytes =
-      region >= 0 && region < p->info.numRegions ? p->info.bytes[static_cast<size_t>(region)] : 0;
-  MOEDIST_RETURN_IF_ERROR(checkRead(prefix(), peer, region, p->info.numRegions, regionBytes, offset, dst, bytes));
-  if (bytes == 0) return okStatus();
-  if (const std::byte* base = peerRegion(peer, region)) {
-    std::memcpy(dst, base + offset, bytes);
-    return okStatus();
-  }
-  for (size_t done = 0; done < bytes; done += kMaxChunk) {
-    RequestMsg request;
-    request.id = call_->id;
-    request.region = region;
-    request.offset = offset + done;
-    request.bytes = std::min(kMaxChunk, bytes - done);
-    MOEDIST_RETURN_IF_ERROR(readChunk(peer, request, static_cast<std::byte*>(dst) + done));
-  }
-  return okStatus();
-}
-
-// One request for up to kMaxChunk bytes and its answer, received straight into dst.
-Status MpiEngine::readChunk(int peer, RequestMsg request, void* dst) {
-  request.replyTag = kTagReplyBase + static_cast<int>(nextReply_++ % static_cast<uint32_t>(replyTags_));
-  MPI_Request recv = MPI_REQUEST_NULL;
-  MOEDIST_MPI(MPI_Irecv(dst, static_cast<int>(request.bytes), MPI_BYTE, peer, request.replyTag, comm_, &recv));
-  send(peer, kTagRequest, bytesOf(request));
-  const Clock::time_point start = Clock::now();
-  MPI_Status status{};
-  int done = 0;
-  pollUntil(start + call_->timeout, [&] {
-    MPI_Test(&recv, &done, &status);
-    return done != 0 || call_->abandonedBy >= 0;
-  });
   if (!done) {
     MPI_Cancel(&recv);
     MPI_Wait(&recv, MPI_STATUS_IGNORE);  // a cancelled receive completes locally, at once
-    if (call_->abandonedBy >= 0) return abandoned(start);
+    if (gaveUp != nullptr) return abandoned(call, start, gaveUp->note);
     return Status(StatusCode::kTimeout, fmt::format("{}timed out after {} ms waiting for rank {} to answer a read "
                                                     "of {} bytes ({})",
-                                                    prefix(), msSince(start), peer, request.bytes, what()));
+                                                    prefix(), msSince(start), peer, request.bytes,
+                                                    describeCall(call.id.seq, call.participants, size_)));
   }
   int count = 0;
   MPI_Get_count(&status, MPI_BYTE, &count);
   if (static_cast<uint64_t>(count) != request.bytes)
-    return Status(StatusCode::kTimeout, fmt::format("{}rank {} refused a read of {} bytes: it has left the call ({})",
-                                                    prefix(), peer, request.bytes, what()));
+    return Status(StatusCode::kTimeout,
+                  fmt::format("{}rank {} refused a read of {} bytes: it has left the call ({})", prefix(), peer,
+                              request.bytes, describeCall(call.id.seq, call.participants, size_)));
   return okStatus();
-}
-
-Status MpiEngine::close(Clock::time_point deadline) {
-  const Clock::time_point start = Clock::now();
-  if (!call_) return Status(StatusCode::kInvalidArgument, prefix() + "close() called with no open call");
-  sendClose(false, "");
-  peerOf(rank_)->closed = true;
-  const bool all = pollUntil(deadline, [&] {
-    if (call_->abandonedBy >= 0) return true;
-    for (const Send& s : sends_)
-      if (s.buffer.empty()) return false;  // answers still reading from the caller's regions
-    return std::all_of(call_->peers.begin(), call_->peers.end(), [](const Peer& p) { return p.closed; });
-  });
-  Status result;
-  if (call_->abandonedBy >= 0) {
-    result = abandoned(start);
-  } else if (!all) {
-    const std::vector<int> late = missing(/*opening=*/false);
-    result = Status(StatusCode::kTimeout,
-                    late.empty() ? fmt::format("{}timed out after {} ms waiting for peers to finish reading this "
-                                               "rank's regions ({})",
-                                               prefix(), msSince(start), what())
-                                 : fmt::format("{}timed out after {} ms waiting for rank(s) {} to close the call ({})",
-                                               prefix(), msSince(start), joinRanks(late), what()));
-  }
-  call_.reset();
-  return result;
 }
 
 }  // namespace
@@ -655,9 +570,9 @@ Status createEngine(MPI_Comm comm, const std::string& name, bool sharedMemory, s
   MPI_Comm dup = MPI_COMM_NULL;
   MOEDIST_MPI(MPI_Comm_dup(comm, &dup));
   MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN);
-  auto engine = std::make_unique<MpiEngine>(dup, name);
-  MOEDIST_RETURN_IF_ERROR(engine->attachWindow(sharedMemory ? windowBytes : 0));
-  *out = std::move(engine);
+  auto transport = std::make_unique<MpiTransport>(dup, name);
+  MOEDIST_RETURN_IF_ERROR(transport->attachWindow(sharedMemory ? windowBytes : 0));
+  *out = std::make_unique<ProtocolEngine>(std::move(transport));
   return okStatus();
 }
 

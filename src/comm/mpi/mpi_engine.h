@@ -6,25 +6,22 @@
 // that nothing is collective: calls involve their participants only, so survivors of an elastic scale-in work
 // without the removed ranks.
 //
-// A call (engine.h) is matched by (participant list, sequence number of calls with that list) like the in-process
-// engine's, and runs as point-to-point messages among its participants:
-//   open()   copies the regions into this rank's shared window when a participant shares the host (staging), then
-//            sends every other participant a header message (the caller's header, the regions' sizes and where
-//            they were staged) and polls until it has every participant's header;
-//   read     a participant on this host is read straight from its window: peerRegion() returns the staged address
-//            and core reads rows in place (a row crosses memory once more, per direction, than in one process: the
-//            staging copy of the source's tensor); a participant elsewhere (or with MOEDIST_MPI_SHM=0, or whose
-//            regions did not fit its window) through read(): a request message, answered by the peer with the
-//            bytes;
-//   close()  sends every participant a close message and polls until it has all of them.
+// The engine is ProtocolEngine (comm/protocol.h: call matching, arrival and close, abandonment, deadlines and their
+// messages) over MpiTransport, which runs each call as point-to-point messages among its participants:
+//   post     kOpen: copies the caller's regions into this rank's shared window when a participant shares the host
+//            (staging), then sends every other participant an event message (the caller's header, the regions' sizes
+//            and where they were staged); kClose and kAbandon (with its note): the same message without regions;
+//   map      a participant on this host is read straight from its window: the staged address, checked against the
+//            size of that window, and core reads rows in place (a row crosses memory once more, per direction, than
+//            in one process: the staging copy of the source's tensor);
+//   read     a participant elsewhere (or with MOEDIST_MPI_SHM=0, or whose regions did not fit its window): a request
+//            message, answered by the peer with the bytes (no bytes when it has left the call: the read fails);
+//   busy     while replies that read this rank's regions are being sent (close() waits for them).
 // Every wait polls nonblocking MPI calls (MPI_Improbe, MPI_Imrecv, MPI_Isend, MPI_Test) against the deadline and,
 // while it waits, answers peers' read requests for the open call: a rank answers requests only from inside the
 // engine, which is enough because every participant ends in close(), which waits for every other participant's
-// close (sent after its last read).
-//
-// Failure: a rank that gives up on open() (deadline) sends every participant a close message marked abandoned, so
-// those that opened fail at once in close() rather than at their own deadlines, with a message naming the ranks
-// that never arrived. Messages of abandoned calls are recognized by their (participant list, sequence) and dropped.
+// close (sent after its last read). A read that waits for its answer keeps the events that arrive meanwhile for the
+// protocol, and fails at once when a participant abandons the call.
 #pragma once
 
 #include <mpi.h>

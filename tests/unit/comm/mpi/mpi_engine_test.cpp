@@ -12,6 +12,7 @@
 #include <cstring>
 #include <numeric>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -186,10 +187,11 @@ TEST_P(MpiEngineTest, AMissingRankIsNamedWithinTheDeadline) {
   ASSERT_TRUE(e.close(in(10s)).ok());
 }
 
-// A rank that opens but never closes: the others time out in close() naming it.
+// A rank that opens but never closes: the others time out in close() naming it, and abandon the call. When the
+// late rank closes after all, it fails at once with their note rather than at its deadline; then everyone meets again.
 TEST_P(MpiEngineTest, AMissingCloseIsNamed) {
   Engine& e = *engine_;
-  const int me = e.rank();
+  const int me = e.rank(), n = e.size();
   const auto all = everyone();
   ASSERT_TRUE(e.open(all, {}, {}, in(10s)).ok());
   if (me != 0) {
@@ -199,8 +201,65 @@ TEST_P(MpiEngineTest, AMissingCloseIsNamed) {
   }
   MPI_Barrier(MPI_COMM_WORLD);
   if (me == 0) {
-    EXPECT_TRUE(e.close(in(10s)).ok());  // everyone else did close (late for them, in time for rank 0)
+    const auto t0 = Clock::now();
+    const Status s = e.close(in(10s));
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+    EXPECT_EQ(s.code(), StatusCode::kTimeout) << s.toString();
+    EXPECT_NE(s.message().find("timed out waiting for rank(s) 0 to close it"), std::string::npos) << s.message();
+    EXPECT_LT(ms, 5000) << s.message();
   }
+  // The next call works.
+  const auto x = pattern(me, 0, 256);
+  const Region regions[] = {{x.data(), x.size()}};
+  ASSERT_TRUE(e.open(all, {}, regions, in(10s)).ok());
+  std::vector<uint8_t> got(256);
+  const int peer = (me + 1) % n;
+  ASSERT_TRUE(e.read(peer, 0, 0, got.data(), got.size()).ok());
+  EXPECT_EQ(got, pattern(peer, 0, 256));
+  ASSERT_TRUE(e.close(in(10s)).ok());
+}
+
+// A read through messages waits for the peer to answer, which it does only from inside the engine. When another
+// participant abandons the call meanwhile, the read fails at once with that participant's note, not at the call's
+// deadline; the abandon still reaches the protocol, so the reader's close() fails at once too.
+TEST_P(MpiEngineTest, AReadStopsWhenTheCallIsAbandoned) {
+  if (GetParam()) GTEST_SKIP() << "one host with the window: every read is in place";
+  Engine& e = *engine_;
+  const int me = e.rank(), n = e.size();
+  const auto all = everyone();
+  const auto x = pattern(me, 0, 4096);
+  const Region regions[] = {{x.data(), x.size()}};
+  ASSERT_TRUE(e.open(all, {}, regions, in(10s)).ok());
+  ASSERT_FALSE(e.mapped());
+  MPI_Barrier(MPI_COMM_WORLD);  // rank 1 has left open(), where it would answer the read
+  if (me == 0) {
+    std::vector<uint8_t> got(4096);
+    auto t0 = Clock::now();
+    const Status s = e.read(1, 0, 0, got.data(), got.size());  // rank 1 is busy elsewhere
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+    EXPECT_EQ(s.code(), StatusCode::kTimeout) << s.toString();
+    EXPECT_NE(s.message().find("to close it"), std::string::npos) << s.message();
+    EXPECT_LT(ms, 3000) << s.message();
+    t0 = Clock::now();
+    const Status c = e.close(in(10s));
+    ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+    EXPECT_EQ(c.code(), StatusCode::kTimeout) << c.toString();
+    EXPECT_LT(ms, 3000) << c.message();
+  } else if (me == 1) {
+    std::this_thread::sleep_for(1500ms);  // outside the engine: rank 0's request stays unanswered
+    EXPECT_EQ(e.close(in(10s)).code(), StatusCode::kTimeout);
+  } else {
+    const Status s = e.close(in(300ms));  // gives up on ranks 0 and 1, abandoning the call
+    EXPECT_EQ(s.code(), StatusCode::kTimeout) << s.toString();
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  // The next call works.
+  ASSERT_TRUE(e.open(all, {}, regions, in(10s)).ok());
+  std::vector<uint8_t> got(4096);
+  const int peer = (me + 1) % n;
+  ASSERT_TRUE(e.read(peer, 0, 0, got.data(), got.size()).ok());
+  EXPECT_EQ(got, pattern(peer, 0, 4096));
+  ASSERT_TRUE(e.close(in(10s)).ok());
 }
 
 INSTANTIATE_TEST_SUITE_P(Paths, MpiEngineTest, ::testing::Values(true, false),
