@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs the tests under AddressSanitizer + UndefinedBehaviorSanitizer (everything), then under
-# ThreadSanitizer (the engine, the thread pool, the CANN runtime's streams and the end-to-end tests, where threads
-# meet). CI runs this after scripts/test.sh.
+# ThreadSanitizer (the engines and their conformance suite with ranks as threads, the thread pool, the CANN runtime's
+# streams and the end-to-end tests, where threads meet). CI runs this after scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -12,5 +12,5 @@ ctest --preset asan
 
 cmake --preset tsan >/dev/null
 cmake --build --preset tsan -j "$(nproc)" --target moedist_unit_comm_tests moedist_unit_util_tests moedist_unit_compat_tests \
-  moedist_e2e_tests
-ctest --preset tsan -L 'unit_comm|unit_util|unit_compat|e2e'
+  moedist_e2e_tests moedist_unit_comm_conformance_tests
+ctest --preset tsan -L 'unit_comm|unit_util|unit_compat|e2e|conformance' -LE mpi

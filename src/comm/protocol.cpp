@@ -206,7 +206,8 @@ Status ProtocolEngine::open(std::span<const int> participants, std::span<const s
   call.participants.assign(participants.begin(), participants.end());
   call.id.set = hashRanks(participants);
   call.id.seq = nextSeq_[call.id.set]++;
-  call.timeout = deadline - start;
+  // Bounded, so that a far deadline (time_point::max()) added to a later start cannot overflow.
+  call.timeout = std::min<Clock::duration>(deadline - start, std::chrono::hours(24 * 365));
   call.peers.resize(participants.size());
   call.arrived.assign(participants.size(), 0);
   call.closed.assign(participants.size(), 0);

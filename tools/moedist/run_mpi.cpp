@@ -21,6 +21,7 @@
 
 #include "harness/mpi/mpi_run.h"
 #include "moedist/mpi.h"
+#include "mpi_job.h"
 #endif
 
 namespace moedist::tool {
@@ -35,30 +36,6 @@ using testing::RunResult;
 using testing::Scenario;
 
 constexpr size_t kMaxFailures = 50;  // printed by process 0, as many as one in-process run reports
-
-int processId() {
-  int p = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &p);
-  return p;
-}
-
-int processCount() {
-  int n = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
-
-// Waits for every process without keeping a core busy: MPI_Barrier polls, and would take the cores from process
-// 0's in-process run.
-void sleepingBarrier() {
-  MPI_Request request = MPI_REQUEST_NULL;
-  MPI_Ibarrier(MPI_COMM_WORLD, &request);
-  for (int done = 0;;) {
-    MPI_Test(&request, &done, MPI_STATUS_IGNORE);
-    if (done) return;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-}
 
 // The number of hosts of the job (groups of processes that can share memory).
 int hostCount() {
@@ -101,9 +78,79 @@ std::vector<std::string> gatherFailures(const std::vector<std::string>& mine) {
   return out;
 }
 
-// This process's rank of `sc`, run with `o` on fresh MPI communicators, merged over the job (collective). On
-// process 0: every rank's RankResult, the job's failures and the totals, as runScenario gives them for threads. On
-// the others: a result that failed when any process failed, so that every process takes the same path.
+// The run on every process; the exit code is the same everywhere.
+int runOnEveryProcess(const RunFlags& f, int threadLevel) {
+  const bool root = processId() == 0;
+  if (threadLevel < MPI_THREAD_MULTIPLE) {  // the harness runs each rank's calls on a thread of their own
+    if (root)
+      fmt::print(stderr, "moedist run --engine mpi: MPI_Init_thread did not provide MPI_THREAD_MULTIPLE (got {})\n",
+                 threadLevel);
+    return 2;
+  }
+  const Scenario sc = scenarioFrom(f);
+  const int ranks = f.worldSize * sc.numGroups();
+  if (processCount() != ranks) {
+    if (root)
+      fmt::print(stderr,
+                 "moedist run --engine mpi: -w {}{} means {} ranks, one MPI process each, but the job has {} "
+                 "process(es); run it as mpirun -np {} moedist run --engine mpi ...\n",
+                 f.worldSize, sc.numGroups() > 1 ? " with --tp 2" : "", ranks, processCount(), ranks);
+    return 2;
+  }
+  RunOptions o = runOptionsFrom(f, sc);
+  o.rankBarrier = [] { MPI_Barrier(MPI_COMM_WORLD); };  // the processes meet before each operator
+  const int hosts = hostCount();
+  if (root) {
+    fmt::print("moedist run\n  {}\n", sc.describe());
+    fmt::print("  engine: MPI, {} ranks as processes on {} host(s), {} kernel thread(s) per rank, kernels {}\n", ranks,
+               hosts, f.kernelThreads, kernelsName());
+    fmt::print("  compared with: the in-process engine on process 0, {} ranks as threads\n", ranks);
+    if (!f.noBaseline) fmt::print("  baseline: the same runs with the scalar reference kernels (\"ref\")\n");
+    std::fflush(stdout);
+  }
+  EngineRuns mpi{"mpi", {}, {}};
+  const auto onMpi = [&sc](const RunOptions& ro) { return runJob(sc, ro); };
+  int rc = runEngine(f, sc, o, "MPI engine", onMpi, root, /*printRows=*/true, &mpi);
+  if (rc != 0) return rc;  // runJob's verdict is the same on every process
+
+  // The same scenario on the in-process engine, on process 0, while the others sleep.
+  if (root) {
+    std::fflush(stdout);
+    EngineRuns inproc{"inproc", {}, {}};
+    const auto onThreads = [&sc](const RunOptions& ro) { return testing::runScenario(sc, ro); };
+    rc = runEngine(f, sc, runOptionsFrom(f, sc), "in-process engine", onThreads, true, /*printRows=*/false, &inproc);
+    if (rc == 0) printSummary(f, o, {mpi, inproc});
+    std::fflush(stdout);
+  }
+  sleepingBarrier();
+  MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  return rc;
+}
+
+}  // namespace
+
+int processId() {
+  int p = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &p);
+  return p;
+}
+
+int processCount() {
+  int n = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &n);
+  return n;
+}
+
+void sleepingBarrier() {
+  MPI_Request request = MPI_REQUEST_NULL;
+  MPI_Ibarrier(MPI_COMM_WORLD, &request);
+  for (int done = 0;;) {
+    MPI_Test(&request, &done, MPI_STATUS_IGNORE);
+    if (done) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
 RunResult runJob(const Scenario& sc, const RunOptions& o) {
   const int W = sc.cfg.W, p = processId(), n = processCount();
   RunResult mine;
@@ -165,57 +212,6 @@ RunResult runJob(const Scenario& sc, const RunOptions& o) {
   if (!everyRankRan) job.ranks.clear();  // no rows table: the run stopped before the ranks ran
   return job;
 }
-
-// The run on every process; the exit code is the same everywhere.
-int runOnEveryProcess(const RunFlags& f, int threadLevel) {
-  const bool root = processId() == 0;
-  if (threadLevel < MPI_THREAD_MULTIPLE) {  // the harness runs each rank's calls on a thread of their own
-    if (root)
-      fmt::print(stderr, "moedist run --engine mpi: MPI_Init_thread did not provide MPI_THREAD_MULTIPLE (got {})\n",
-                 threadLevel);
-    return 2;
-  }
-  const Scenario sc = scenarioFrom(f);
-  const int ranks = f.worldSize * sc.numGroups();
-  if (processCount() != ranks) {
-    if (root)
-      fmt::print(stderr,
-                 "moedist run --engine mpi: -w {}{} means {} ranks, one MPI process each, but the job has {} "
-                 "process(es); run it as mpirun -np {} moedist run --engine mpi ...\n",
-                 f.worldSize, sc.numGroups() > 1 ? " with --tp 2" : "", ranks, processCount(), ranks);
-    return 2;
-  }
-  RunOptions o = runOptionsFrom(f, sc);
-  o.rankBarrier = [] { MPI_Barrier(MPI_COMM_WORLD); };  // the processes meet before each operator
-  const int hosts = hostCount();
-  if (root) {
-    fmt::print("moedist run\n  {}\n", sc.describe());
-    fmt::print("  engine: MPI, {} ranks as processes on {} host(s), {} kernel thread(s) per rank, kernels {}\n", ranks,
-               hosts, f.kernelThreads, kernelsName());
-    fmt::print("  compared with: the in-process engine on process 0, {} ranks as threads\n", ranks);
-    if (!f.noBaseline) fmt::print("  baseline: the same runs with the scalar reference kernels (\"ref\")\n");
-    std::fflush(stdout);
-  }
-  EngineRuns mpi{"mpi", {}, {}};
-  const auto onMpi = [&sc](const RunOptions& ro) { return runJob(sc, ro); };
-  int rc = runEngine(f, sc, o, "MPI engine", onMpi, root, /*printRows=*/true, &mpi);
-  if (rc != 0) return rc;  // runJob's verdict is the same on every process
-
-  // The same scenario on the in-process engine, on process 0, while the others sleep.
-  if (root) {
-    std::fflush(stdout);
-    EngineRuns inproc{"inproc", {}, {}};
-    const auto onThreads = [&sc](const RunOptions& ro) { return testing::runScenario(sc, ro); };
-    rc = runEngine(f, sc, runOptionsFrom(f, sc), "in-process engine", onThreads, true, /*printRows=*/false, &inproc);
-    if (rc == 0) printSummary(f, o, {mpi, inproc});
-    std::fflush(stdout);
-  }
-  sleepingBarrier();
-  MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
-  return rc;
-}
-
-}  // namespace
 
 int runMpi(const RunFlags& f) {
   int provided = 0;

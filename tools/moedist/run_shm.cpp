@@ -24,7 +24,7 @@
 #include <chrono>
 #include <thread>
 
-#include "harness/mpi/mpi_run.h"
+#include "mpi_job.h"
 #endif
 
 namespace moedist::tool {
@@ -77,65 +77,6 @@ int launcherProcesses() {
   return std::getenv("PMIX_RANK") != nullptr ? 2 : 0;
 }
 
-int processId() {
-  int p = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &p);
-  return p;
-}
-
-int processCount() {
-  int n = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
-
-// Waits for every process without keeping a core busy (MPI_Barrier polls and would take the cores from process 0's
-// runs).
-void sleepingBarrier() {
-  MPI_Request request = MPI_REQUEST_NULL;
-  MPI_Ibarrier(MPI_COMM_WORLD, &request);
-  for (int done = 0;;) {
-    MPI_Test(&request, &done, MPI_STATUS_IGNORE);
-    if (done) return;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-}
-
-// This process's rank on the MPI engine, merged over the job at process 0 (collective). Elsewhere: a result that
-// failed when any process failed, so that every process takes the same path.
-RunResult runMpiJob(const Scenario& sc, const RunOptions& o) {
-  RunResult mine;
-  try {
-    mine = testing::runScenarioMpi(sc, o);
-  } catch (const std::exception& e) {
-    mine.failures.push_back(fmt::format("process {}: {}", processId(), e.what()));
-  }
-  const std::string bytes = testing::encodeRunResult(mine);
-  const int n = processCount(), length = static_cast<int>(bytes.size());
-  std::vector<int> lengths(static_cast<size_t>(n)), offsets(static_cast<size_t>(n));
-  MPI_Gather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, 0, MPI_COMM_WORLD);
-  int total = 0;
-  for (int q = 0; q < n; ++q) offsets[static_cast<size_t>(q)] = total, total += lengths[static_cast<size_t>(q)];
-  std::string all(static_cast<size_t>(total), '\0');
-  MPI_Gatherv(bytes.data(), length, MPI_CHAR, all.data(), lengths.data(), offsets.data(), MPI_CHAR, 0, MPI_COMM_WORLD);
-  const int failed = mine.ok() ? 0 : 1;
-  int anyFailed = 0;
-  MPI_Allreduce(&failed, &anyFailed, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  RunResult job;
-  if (processId() != 0) {
-    if (anyFailed != 0) job.failures.push_back("failed (process 0 prints the failures of every process)");
-    return job;
-  }
-  std::vector<RunResult> perProcess(static_cast<size_t>(n));
-  for (int q = 0; q < n; ++q) {
-    const std::string_view part(all.data() + offsets[static_cast<size_t>(q)],
-                                static_cast<size_t>(lengths[static_cast<size_t>(q)]));
-    if (!testing::decodeRunResult(part, &perProcess[static_cast<size_t>(q)]))
-      perProcess[static_cast<size_t>(q)].failures.push_back(fmt::format("process {}: its result did not decode", q));
-  }
-  return testing::mergeRunResults(sc.cfg.W, perProcess);
-}
-
 int runUnderMpirun(const RunFlags& f) {
   int provided = 0;
   MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided);
@@ -167,7 +108,7 @@ int runUnderMpirun(const RunFlags& f) {
   RunOptions o = runOptionsFrom(f, sc);
   o.rankBarrier = [] { MPI_Barrier(MPI_COMM_WORLD); };
   EngineRuns mpi{"mpi", {}, {}};
-  const auto onMpi = [&sc](const RunOptions& ro) { return runMpiJob(sc, ro); };
+  const auto onMpi = [&sc](const RunOptions& ro) { return runJob(sc, ro); };
   rc = runEngine(f, sc, o, "MPI engine", onMpi, root, /*printRows=*/false, &mpi);
   if (rc == 0 && root) {  // the same verdict on every process
     EngineRuns shm{"shm", {}, {}}, inproc{"inproc", {}, {}};

@@ -20,12 +20,12 @@ namespace moedist::testing {
 // is ignored. The parent waits at most o.timeout + 60 s for its children: children still
 // running then are killed (SIGKILL) and reported as failures, as are children that crashed. When any child could
 // not create its communicators, every child returns without running and the result names the failures.
-// The tensors a rank publishes (dispatch's x, combine's expandX) are not in the segment (shmAllocate): the engine
-// stages them.
+// The tensors a rank publishes (dispatch's x, combine's expandX) are in the caller's memory, which the engine stages
+// into the segment every call, unless o.tensorsInSegment puts them in the segment (shmAllocate).
 RunResult runScenarioShm(const Scenario& sc, const RunOptions& o);
 
 // One process's RunResult (runScenarioRank's: at most one rank) as bytes, and back (false: malformed or cut short).
-// For results sent between processes (the children's pipes; `moedist run`'s MPI gather).
+// For results sent between processes (the children's pipes).
 std::string encodeRunResult(const RunResult& r);
 bool decodeRunResult(std::string_view bytes, RunResult* out);
 

@@ -711,7 +711,7 @@ TEST_P(Conformance, MissingRankTimesOut) {
 }
 
 // A rank that opens but does not close in time: the others' close fails with kTimeout, naming it. Its own late close
-// returns promptly (success or failure, never a hang), and the next call works.
+// fails at once too (the others abandoned the call: all or nothing), and the next call works.
 TEST_P(Conformance, MissingCloseTimesOut) {
   run(3, [](RankContext& ctx) {
     Engine& e = ctx.engine();
