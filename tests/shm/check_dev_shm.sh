@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The /dev/shm check around the shared-memory tests (label shm): `record FILE` lists the entries named moedist* before
 # the first test; `check FILE` runs after the last one and fails when an entry that was not there before is still
-# there (listed twice, two seconds apart, so that a communicator being set up by a test running beside the suite is
-# not taken for a leftover).
+# there 15 seconds later (a communicator being set up by a test running beside the suite has names for a few seconds
+# at most; a leftover stays).
 set -euo pipefail
 mode=$1 file=$2
 list() { find /dev/shm -maxdepth 1 -name 'moedist*' -printf '%f\n' 2>/dev/null | sort; }
@@ -13,10 +13,12 @@ case "$mode" in
     ;;
   check)
     [ -f "$file" ] || : >"$file"
-    first=$(comm -13 "$file" <(list))
-    [ -z "$first" ] && { echo "/dev/shm after the shm tests: no moedist* entry left"; exit 0; }
-    sleep 2
-    left=$(comm -12 <(echo "$first") <(comm -13 "$file" <(list)))
+    left=$(comm -13 "$file" <(list))
+    for _ in $(seq 15); do
+      [ -z "$left" ] && { echo "/dev/shm after the shm tests: no moedist* entry left"; exit 0; }
+      sleep 1
+      left=$(comm -12 <(echo "$left") <(comm -13 "$file" <(list)))
+    done
     if [ -n "$left" ]; then
       echo "/dev/shm after the shm tests: left behind:"
       ls -l /dev/shm | grep moedist || true
