@@ -151,7 +151,10 @@ bool ProtocolEngine::waitFor(Clock::time_point deadline, bool opening, Done done
       }
       nextCheck = now + interval;
     }
+    const auto& flags = opening ? call_->arrived : call_->closed;
+    call_->awaiting = static_cast<int>(std::count(flags.begin(), flags.end(), uint8_t{0}));
     transport_->poll(&*call_, std::min(deadline, nextCheck), deliverFn);
+    call_->awaiting = 1;
   }
 }
 

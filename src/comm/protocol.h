@@ -77,6 +77,9 @@ struct Call {
   int abandonedBy = -1;       // the first participant that gave up (this rank included), or -1
   std::string abandonNote;
   bool noticeSent = false;  // this rank has posted kAbandon (its own, or passing on a peer's)
+  // How many events the engine still waits for (participants not yet arrived, or not yet closed) when it polls: a
+  // transport may sleep until that many have arrived instead of waking for each (a kAbandon always wakes it).
+  int awaiting = 1;
 
   // Index of `rank` among the participants, or -1.
   int slotOf(int rank) const;
@@ -103,7 +106,7 @@ class Transport {
 
   // Waits until at least one event has arrived for this rank or `until` passes, and hands every arrived event to
   // `deliver`. `call` is the open call or nullptr (the MPI engine answers peers' reads of it while it polls).
-  // Returns promptly after `deliver`; spurious returns are allowed.
+  // Returns promptly after `deliver`, and when busy() may have changed; spurious returns are allowed.
   virtual void poll(const Call* call, Clock::time_point until, const std::function<void(Event&&)>& deliver) = 0;
 
   // Called on each arrived kOpen of the open call: fills event.mapped for the regions this rank can address in place.

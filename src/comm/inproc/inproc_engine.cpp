@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -18,6 +19,8 @@ struct Mailbox {
   std::mutex mu;
   std::condition_variable cv;
   std::vector<Event> events;
+  size_t wakeAt = 1;    // the owner sleeps until this many events are here (Call::awaiting)
+  bool urgent = false;  // a kAbandon is here
 };
 
 struct Group {
@@ -64,20 +67,26 @@ class InprocTransport final : public Transport {
     for (int p : call.participants) {
       if (p == rank_) continue;
       Mailbox& box = group_->boxes[static_cast<size_t>(p)];
+      bool wake = false;
       {
         std::lock_guard<std::mutex> lock(box.mu);
         box.events.push_back(event);  // the header is shared, the region addresses are valid in every thread
+        if (event.kind == EventKind::kAbandon) box.urgent = true;
+        wake = box.urgent || box.events.size() >= box.wakeAt;
       }
-      box.cv.notify_one();
+      if (wake) box.cv.notify_one();  // one wake per wait, not one per event
     }
     return okStatus();
   }
 
-  void poll(const Call*, Clock::time_point until, const std::function<void(Event&&)>& deliver) override {
+  void poll(const Call* call, Clock::time_point until, const std::function<void(Event&&)>& deliver) override {
     Mailbox& box = group_->boxes[static_cast<size_t>(rank_)];
     {
       std::unique_lock<std::mutex> lock(box.mu);
-      box.cv.wait_until(lock, until, [&] { return !box.events.empty(); });
+      box.wakeAt = call != nullptr ? static_cast<size_t>(std::max(call->awaiting, 1)) : 1;
+      box.cv.wait_until(lock, until, [&] { return box.urgent || box.events.size() >= box.wakeAt; });
+      box.wakeAt = 1;
+      box.urgent = false;
       incoming_.swap(box.events);
     }
     for (Event& e : incoming_) deliver(std::move(e));

@@ -75,6 +75,7 @@ struct alignas(64) SegmentHeader {
   uint64_t ringsOffset, dataOffset, dataBytes, totalBytes;
   alignas(64) std::atomic<uint32_t> doorbell;  // bumped by senders; the owner sleeps on it
   alignas(64) std::atomic<uint32_t> sleeping;  // the owner is about to sleep, or sleeps: wake it
+  std::atomic<uint32_t> wakeAt;                // ... once the doorbell reaches this (Call::awaiting events)
   alignas(64) std::atomic<uint64_t> generation;
 };
 static_assert(sizeof(SegmentHeader) <= kPage);
@@ -356,8 +357,12 @@ Status ShmTransport::push(int dest, const Slot& slot, Clock::time_point deadline
   r.slots[head % kRingDepth] = slot;
   r.head.store(head + 1, std::memory_order_release);
   SegmentHeader& h = header(dest);
-  h.doorbell.fetch_add(1, std::memory_order_seq_cst);
-  if (h.sleeping.load(std::memory_order_seq_cst) != 0) futexWakeAll(&h.doorbell);
+  const uint32_t rung = h.doorbell.fetch_add(1, std::memory_order_seq_cst) + 1;
+  // Wake the owner once it has what it waits for (not once per event), and at once for an abandonment.
+  if (h.sleeping.load(std::memory_order_seq_cst) != 0 &&
+      (slot.kind == static_cast<uint32_t>(EventKind::kAbandon) ||
+       static_cast<int32_t>(rung - h.wakeAt.load(std::memory_order_seq_cst)) >= 0))
+    futexWakeAll(&h.doorbell);
   return okStatus();
 }
 
@@ -408,7 +413,7 @@ bool ShmTransport::drain(const std::function<void(Event&&)>& deliver) {
   return any;
 }
 
-void ShmTransport::poll(const Call*, Clock::time_point until, const std::function<void(Event&&)>& deliver) {
+void ShmTransport::poll(const Call* call, Clock::time_point until, const std::function<void(Event&&)>& deliver) {
   if (drain(deliver)) return;
   // Spin briefly: a peer that is about to post is answered in microseconds.
   const Clock::time_point spinEnd = std::min(until, Clock::now() + kSpin);
@@ -422,6 +427,8 @@ void ShmTransport::poll(const Call*, Clock::time_point until, const std::functio
     if (now >= until) return;
     h.sleeping.store(1, std::memory_order_seq_cst);
     const uint32_t seen = h.doorbell.load(std::memory_order_seq_cst);
+    h.wakeAt.store(seen + static_cast<uint32_t>(call != nullptr ? std::max(call->awaiting, 1) : 1),
+                   std::memory_order_seq_cst);
     if (drain(deliver)) {
       h.sleeping.store(0, std::memory_order_relaxed);
       return;
