@@ -1,9 +1,24 @@
 #include "harness/features.h"
 
+#include <algorithm>
+
 namespace moedist::testing::features {
 
 void PrintTo(const Case& c, std::ostream* os) {
   *os << c.name;
+}
+
+Scenario worldScenario(int W, uint64_t seed) {
+  Scenario sc;
+  sc.cfg.W = W;
+  sc.cfg.M = 2 * W;
+  sc.cfg.K = std::min(3, 2 * (W - 1));
+  sc.cfg.H = 1056;
+  sc.cfg.Z = 1, sc.cfg.C = 1, sc.specialFraction = 0.1, sc.oriX = true;
+  sc.cfg.maskDims = 2;
+  sc.bs.assign(static_cast<size_t>(W), 9);
+  sc.seed = seed + static_cast<uint64_t>(W);
+  return sc;
 }
 
 Scenario base() {

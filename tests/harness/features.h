@@ -30,6 +30,10 @@ void sharedExperts(Scenario& sc, int S, int Srank);
 // A TP pair per EP rank, with the one expert per MoE rank that TP needs.
 void tp2(Scenario& sc);
 
+// W ranks for the process tests (MPI, shared memory): two experts per rank, some special experts and a 2-D mask, so
+// that most paths of both operators carry data; K distinct MoE ids also after one rank is removed. `seed` + W seeds it.
+Scenario worldScenario(int W, uint64_t seed);
+
 // Every case: base(), then its setup.
 const std::vector<Case>& cases();
 

@@ -95,21 +95,6 @@ void expectMatches(const Scenario& sc, const RunResult& r) {
   EXPECT_TRUE(r.ok()) << where() << ": " << sc.describe() << "\n" << r.summary();
 }
 
-// A scenario of W ranks for the tests below: two experts per rank, some special experts and a 2-D mask, so that
-// most paths of both operators carry data.
-Scenario worldScenario(int W) {
-  Scenario sc;
-  sc.cfg.W = W;
-  sc.cfg.M = 2 * W;
-  sc.cfg.K = std::min(3, 2 * (W - 1));  // K distinct MoE ids also after one rank is removed
-  sc.cfg.H = 1056;
-  sc.cfg.Z = 1, sc.cfg.C = 1, sc.specialFraction = 0.1, sc.oriX = true;
-  sc.cfg.maskDims = 2;
-  sc.bs.assign(static_cast<size_t>(W), 9);
-  sc.seed = 97 + static_cast<uint64_t>(W);
-  return sc;
-}
-
 // --- The checks can fail: process 0 dispatches other tokens than the scenario's, and the processes that receive its
 // rows find them wrong. Bytes that crossed the engine are what each process checks.
 
@@ -117,7 +102,7 @@ class MpiHarness : public MpiTest {};
 
 TEST_F(MpiHarness, ReceiversDetectWrongRows) {
   const int N = processCount();
-  const Scenario sc = worldScenario(N);
+  const Scenario sc = features::worldScenario(N, 97);
   const int64_t Bs = sc.bs[0], H = sc.cfg.H;
   std::vector<uint16_t> otherX(static_cast<size_t>(Bs * H), 0x3F80);  // bf16 1.0 everywhere
   RunOptions o = mpiOptions();
@@ -185,7 +170,7 @@ class MpiElastic : public MpiTest {};
 
 TEST_F(MpiElastic, RemovedRanksStayAliveAndDoNotCall) {
   const int N = processCount();
-  Scenario sc = worldScenario(N);
+  Scenario sc = features::worldScenario(N, 97);
   sc.removedRanks = {N - 1};
   if (N >= 4) sc.removedRanks = {1, N - 2};  // one from the middle, survivors on both sides
   const RunResult r = runHere(sc, mpiOptions());
@@ -197,7 +182,7 @@ TEST_F(MpiElastic, RemovedRanksStayAliveAndDoNotCall) {
 
 TEST_F(MpiElastic, RemovedSharedRankAndRankThatCallsAnyway) {
   const int N = processCount();
-  Scenario sc = worldScenario(N);
+  Scenario sc = features::worldScenario(N, 97);
   if (N >= 3) {  // a shared expert on rank 0 of N, which stays; the last rank goes
     sc.cfg.sharedExpertNum = 1, sc.cfg.sharedExpertRankNum = 1, sc.cfg.M = 2 * (N - 1);
     sc.cfg.K = std::min(3, 2 * (N - 2));
@@ -249,7 +234,7 @@ class MpiLayers : public MpiTest, public ::testing::WithParamInterface<PathCase>
 TEST_P(MpiLayers, ThreeLayersMatchReference) {
   const PathCase& c = GetParam();
   const int N = processCount();
-  Scenario sc = worldScenario(c.tp ? N / 2 : N);
+  Scenario sc = features::worldScenario(c.tp ? N / 2 : N, 97);
   sc.cfg.quantMode = 2, sc.smoothScales = true;
   if (c.tp)  // one expert per MoE rank; commQuantMode 2 needs tp <= 1
     sc.cfg.tp = 2, sc.cfg.M = sc.cfg.W, sc.cfg.K = std::min(sc.cfg.K, sc.cfg.M);
@@ -308,7 +293,7 @@ class MpiDeadlines : public MpiTest, public ::testing::WithParamInterface<std::o
 
 TEST_P(MpiDeadlines, DispatchRankThatNeverArrivesIsNamed) {
   const int N = processCount();
-  const Scenario sc = worldScenario(N);
+  const Scenario sc = features::worldScenario(N, 97);
   RunOptions o = mpiOptions();
   o.timeout = kShortTimeout;
   o.skipDispatch = [N](int, int epRank) { return epRank == N - 1; };
@@ -319,7 +304,7 @@ TEST_P(MpiDeadlines, DispatchRankThatNeverArrivesIsNamed) {
 
 TEST_P(MpiDeadlines, CombineRankThatNeverArrivesIsNamed) {
   const int N = processCount();
-  const Scenario sc = worldScenario(N);
+  const Scenario sc = features::worldScenario(N, 97);
   RunOptions o = mpiOptions();
   o.timeout = kShortTimeout;
   o.skipCombine = [](int, int epRank) { return epRank == 0; };

@@ -42,20 +42,6 @@ void expectMatches(const Scenario& sc, const RunResult& r) {
   EXPECT_EQ(r.ranks.size(), static_cast<size_t>(sc.cfg.W * sc.numGroups())) << sc.describe();
 }
 
-// A scenario of W ranks: two experts per rank, some special experts and a 2-D mask (as the MPI tests' one).
-Scenario worldScenario(int W) {
-  Scenario sc;
-  sc.cfg.W = W;
-  sc.cfg.M = 2 * W;
-  sc.cfg.K = std::min(3, 2 * (W - 1));  // K distinct MoE ids also after one rank is removed
-  sc.cfg.H = 1056;
-  sc.cfg.Z = 1, sc.cfg.C = 1, sc.specialFraction = 0.1, sc.oriX = true;
-  sc.cfg.maskDims = 2;
-  sc.bs.assign(static_cast<size_t>(W), 9);
-  sc.seed = 197 + static_cast<uint64_t>(W);
-  return sc;
-}
-
 // --- The size grid. Every process computes the reference model of the whole run (as under MPI), so a point costs
 // about (rows of the run) x H x (processes); the points above kMaxGridWork (the largest Bs = 512 ones, and a few
 // wide ones) are left to the in-process grid test. What is left still spans W 2..32, every H, K and L, Bs up to 64,
@@ -105,7 +91,7 @@ INSTANTIATE_TEST_SUITE_P(Shm, ShmFeatures, ::testing::ValuesIn(features::cases()
 // there alone.
 
 TEST(ShmElastic, RemovedRanksStayAliveAndDoNotCall) {
-  Scenario sc = worldScenario(5);
+  Scenario sc = features::worldScenario(5, 197);
   sc.removedRanks = {1, 3};
   RunOptions o = shmOptions();
   o.warmupDispatch = true;  // the full world first, then the survivors, on the same communicators
@@ -116,7 +102,7 @@ TEST(ShmElastic, RemovedRanksStayAliveAndDoNotCall) {
 }
 
 TEST(ShmElastic, RemovedSharedRankAndRankThatCallsAnyway) {
-  Scenario sc = worldScenario(4);
+  Scenario sc = features::worldScenario(4, 197);
   sc.cfg.sharedExpertNum = 1, sc.cfg.sharedExpertRankNum = 1, sc.cfg.M = 6, sc.cfg.K = 3;
   sc.removedRanks = {3};
   RunOptions o = shmOptions();
@@ -149,7 +135,7 @@ class ShmLayers : public ::testing::TestWithParam<LayersCase> {};
 
 TEST_P(ShmLayers, ThreeLayersMatchReference) {
   const LayersCase& c = GetParam();
-  Scenario sc = worldScenario(4);
+  Scenario sc = features::worldScenario(4, 197);
   sc.cfg.quantMode = 2, sc.smoothScales = true;
   if (c.tp)  // one expert per MoE rank; commQuantMode 2 needs tp <= 1
     sc.cfg.tp = 2, sc.cfg.M = sc.cfg.W, sc.cfg.K = 3;
@@ -173,7 +159,7 @@ INSTANTIATE_TEST_SUITE_P(Shm, ShmLayers,
 // Rank 0 dispatches other tokens than the scenario's; the processes that receive its rows find them wrong: the bytes
 // that crossed the engine are what each process checks.
 TEST(ShmHarness, ReceiversDetectWrongRows) {
-  const Scenario sc = worldScenario(4);
+  const Scenario sc = features::worldScenario(4, 197);
   const int64_t Bs = sc.bs[0], H = sc.cfg.H;
   std::vector<uint16_t> otherX(static_cast<size_t>(Bs * H), 0x3F80);  // bf16 1.0 everywhere
   RunOptions o = shmOptions();
@@ -192,7 +178,7 @@ TEST(ShmHarness, ReceiversDetectWrongRows) {
 // A rank whose process dies (abort) right before its dispatch: the run reports it, and the others do not wait for
 // their deadline (the engine sees the process gone).
 TEST(ShmHarness, CrashedRankIsReportedPromptly) {
-  const Scenario sc = worldScenario(4);
+  const Scenario sc = features::worldScenario(4, 197);
   RunOptions o = shmOptions();
   o.timeout = std::chrono::seconds(30);
   o.editDispatch = [](int, int epRank, DispatchArgs&) {

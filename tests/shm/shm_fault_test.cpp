@@ -613,20 +613,6 @@ TEST(ShmDevShm, NothingLeftAfterKillDuringBootstrap) {
 // --- Deadlines through the harness: one process skips a call; every other one returns kTimeout naming it, near the
 // deadline, with nothing half-written; the next run (fresh communicators) matches.
 
-// A scenario of W ranks: two experts per rank, some special experts and a 2-D mask (as the MPI tests' one).
-Scenario worldScenario(int W) {
-  Scenario sc;
-  sc.cfg.W = W;
-  sc.cfg.M = 2 * W;
-  sc.cfg.K = std::min(3, 2 * (W - 1));
-  sc.cfg.H = 1056;
-  sc.cfg.Z = 1, sc.cfg.C = 1, sc.specialFraction = 0.1, sc.oriX = true;
-  sc.cfg.maskDims = 2;
-  sc.bs.assign(static_cast<size_t>(W), 9);
-  sc.seed = 197 + static_cast<uint64_t>(W);
-  return sc;
-}
-
 RunOptions shmOptions() {
   RunOptions o;
   o.timeout = std::chrono::seconds(60);
@@ -665,7 +651,7 @@ void expectTimedOut(const RunResult& r, int skipper, bool dispatch) {
 }
 
 TEST(ShmDeadlines, DispatchRankThatNeverArrivesIsNamed) {
-  const Scenario sc = worldScenario(4);
+  const Scenario sc = features::worldScenario(4, 197);
   RunOptions o = shmOptions();
   o.timeout = kShortTimeout;
   o.skipDispatch = [](int, int epRank) { return epRank == 3; };
@@ -675,7 +661,7 @@ TEST(ShmDeadlines, DispatchRankThatNeverArrivesIsNamed) {
 }
 
 TEST(ShmDeadlines, CombineRankThatNeverArrivesIsNamed) {
-  const Scenario sc = worldScenario(4);
+  const Scenario sc = features::worldScenario(4, 197);
   RunOptions o = shmOptions();
   o.timeout = kShortTimeout;
   o.skipCombine = [](int, int epRank) { return epRank == 0; };
