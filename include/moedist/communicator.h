@@ -33,7 +33,8 @@ class Communicator {
   // Creates a communicator of `worldSize` ranks that are threads of this process, and returns one handle per
   // rank (handle i is rank i). Each rank's thread then calls the operators with its own handle.
   static Status createInProcess(int worldSize, const CommOptions& options, std::vector<Communicator>* ranks);
-  // Finds rank `rank` of the live in-process communicator called `name`.
+  // Finds rank `rank` of the live communicator called `name`, when that rank is in this process (a thread of it, or
+  // this process itself with the shared-memory and MPI engines).
   static Status find(std::string_view name, int rank, Communicator* out);
 
   Communicator() = default;  // an empty handle; valid() is false
