@@ -23,6 +23,10 @@ std::string joinRanks(std::span<const int> ranks) {
   return s;
 }
 
+long long msSince(Clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+}
+
 std::string describeCall(uint64_t seq, std::span<const int> participants, int worldSize) {
   std::string s = "call #" + std::to_string(seq) + " over ";
   if (static_cast<int>(participants.size()) == worldSize) return s + "all " + std::to_string(worldSize) + " ranks";

@@ -14,6 +14,9 @@ namespace moedist::comm {
 // "0, 1, 6, 7"
 std::string joinRanks(std::span<const int> ranks);
 
+// Milliseconds since `start`, for the messages of waits.
+long long msSince(Clock::time_point start);
+
 // "call #3 over all 8 ranks", "call #0 over ranks 0, 1, 6, 7": the seq-th call over that participant list.
 std::string describeCall(uint64_t seq, std::span<const int> participants, int worldSize);
 

@@ -14,10 +14,6 @@ namespace moedist::comm {
 
 namespace {
 
-long long msSince(Clock::time_point start) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
-}
-
 Status invalid(std::string message) {
   return Status(StatusCode::kInvalidArgument, std::move(message));
 }
@@ -136,7 +132,7 @@ bool ProtocolEngine::waitFor(Clock::time_point deadline, bool opening, Done done
       continue;
     }
     if (now >= nextCheck) {
-      const auto& flags = opening ? call_->arrived : call_->closed;
+      const auto& flags = call_->heardFrom(opening);
       for (size_t i = 0; i < flags.size(); ++i) {
         const int peer = call_->participants[i];
         std::string why;
@@ -151,7 +147,7 @@ bool ProtocolEngine::waitFor(Clock::time_point deadline, bool opening, Done done
       }
       nextCheck = now + interval;
     }
-    const auto& flags = opening ? call_->arrived : call_->closed;
+    const auto& flags = call_->heardFrom(opening);
     call_->awaiting = static_cast<int>(std::count(flags.begin(), flags.end(), uint8_t{0}));
     transport_->poll(&*call_, std::min(deadline, nextCheck), deliverFn);
     call_->awaiting = 1;
@@ -161,7 +157,7 @@ bool ProtocolEngine::waitFor(Clock::time_point deadline, bool opening, Done done
 Status ProtocolEngine::failure(bool opening, Clock::time_point start) {
   Call& call = *call_;
   const std::string verb = opening ? "open" : "close";
-  const auto& flags = opening ? call.arrived : call.closed;
+  const auto& flags = call.heardFrom(opening);
   std::vector<int> missing;
   for (size_t i = 0; i < flags.size(); ++i)
     if (!flags[i]) missing.push_back(call.participants[i]);

@@ -83,6 +83,8 @@ struct Call {
 
   // Index of `rank` among the participants, or -1.
   int slotOf(int rank) const;
+  // Per participant, whether the event a wait needs has come: its kOpen (opening) or its kClose.
+  const std::vector<uint8_t>& heardFrom(bool opening) const { return opening ? arrived : closed; }
 };
 
 // A transport: how the ranks of one communicator exchange events and reach each other's regions. Every method is

@@ -69,10 +69,6 @@ bool parse(const std::vector<std::byte>& bytes, T* msg) {
   return true;
 }
 
-long long msSince(Clock::time_point start) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
-}
-
 size_t alignUp(size_t bytes) {
   return (bytes + kStageAlign - 1) / kStageAlign * kStageAlign;
 }
