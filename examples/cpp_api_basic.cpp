@@ -13,7 +13,6 @@ using moedist::TensorView;
 int main() {
   constexpr int W = 4;                               // ranks (threads)
   constexpr int64_t Bs = 4, H = 1024, K = 2, M = 4;  // tokens per rank, hidden size, top-k, MoE experts
-  constexpr int64_t A = Bs * W * 1;                  // row capacity: globalBs * min(L, K), L = M / W = 1
 
   std::vector<moedist::Communicator> ranks;
   moedist::Status st = moedist::Communicator::createInProcess(W, moedist::CommOptions{}, &ranks);
@@ -32,24 +31,32 @@ int main() {
       for (int64_t t = 0; t < Bs; ++t)
         for (int64_t k = 0; k < K; ++k) ids[t * K + k] = static_cast<int32_t>((r + t + k) % M);
       std::vector<float> weights(Bs * K, 0.5f);
-      // Dispatch outputs, sized as docs/operators/dispatch.md says.
-      std::vector<uint16_t> expandX(A * H);
-      std::vector<float> dynamicScales(A), expandScales(A);
-      std::vector<int32_t> assistInfo(A * 128), epRecvCounts(W * 1);
-      std::vector<int64_t> expertTokenNums(1);
 
       moedist::DispatchArgs d;
       d.moeExpertNum = M;
+      // The output lengths (the shape query): here A = globalBs * min(L, K) = 16 rows, L = M / W = 1 expert.
+      moedist::RankAttrs ra;
+      moedist::OutputShapes n;
+      moedist::Status s = moedist::rankAttrs(ranks[r], /*tp=*/nullptr, &ra);
+      if (s.ok()) s = moedist::outputShapes(ra, d, {Bs, H, K, /*elastic=*/false}, &n);
+      if (!s.ok()) {
+        results[r] = s;
+        return;
+      }
+      std::vector<uint16_t> expandX(n.expandXRows * H);
+      std::vector<float> dynamicScales(n.expandXRows), expandScales(n.expandScales);
+      std::vector<int32_t> assistInfo(n.assistInfoForCombine), epRecvCounts(n.epRecvCounts);
+      std::vector<int64_t> expertTokenNums(n.expertTokenNums);
       d.x = TensorView(x.data(), DType::kBFloat16, {Bs, H});
       d.expertIds = TensorView(ids.data(), DType::kInt32, {Bs, K});
-      d.expandX = TensorView(expandX.data(), DType::kBFloat16, {A, H});
-      d.dynamicScales = TensorView(dynamicScales.data(), DType::kFloat32, {A});
-      d.assistInfoForCombine = TensorView(assistInfo.data(), DType::kInt32, {A * 128});
-      d.expertTokenNums = TensorView(expertTokenNums.data(), DType::kInt64, {1});
-      d.epRecvCounts = TensorView(epRecvCounts.data(), DType::kInt32, {W * 1});
-      d.tpRecvCounts = TensorView(nullptr, DType::kInt32, {0});  // tpWorldSize 0: a defined, empty tensor
-      d.expandScales = TensorView(expandScales.data(), DType::kFloat32, {A});
-      moedist::Status s = moedist::dispatch(ranks[r], /*tp=*/nullptr, d);
+      d.expandX = TensorView(expandX.data(), DType::kBFloat16, {n.expandXRows, H});
+      d.dynamicScales = TensorView(dynamicScales.data(), DType::kFloat32, {n.expandXRows});
+      d.assistInfoForCombine = TensorView(assistInfo.data(), DType::kInt32, {n.assistInfoForCombine});
+      d.expertTokenNums = TensorView(expertTokenNums.data(), DType::kInt64, {n.expertTokenNums});
+      d.epRecvCounts = TensorView(epRecvCounts.data(), DType::kInt32, {n.epRecvCounts});
+      d.tpRecvCounts = TensorView(nullptr, DType::kInt32, {n.tpRecvCounts});  // tpWorldSize 0: a defined, empty tensor
+      d.expandScales = TensorView(expandScales.data(), DType::kFloat32, {n.expandScales});
+      s = moedist::dispatchV3(ranks[r], /*tp=*/nullptr, d);
       if (!s.ok()) {
         results[r] = s;
         return;
@@ -71,7 +78,7 @@ int main() {
       c.yOut = TensorView(yOut.data(), DType::kBFloat16, {Bs, 1, H});
       c.rstdOut = TensorView(rstd.data(), DType::kFloat32, {Bs, 1, 1});
       c.xOut = TensorView(xOut.data(), DType::kBFloat16, {Bs, 1, H});
-      results[r] = moedist::combineAddRmsNorm(ranks[r], /*tp=*/nullptr, c);
+      results[r] = moedist::combineAddRmsNormV2(ranks[r], /*tp=*/nullptr, c);
       // xOut = bf16(0.5 * 1 + 0.5 * 1 + 0) = 1.0 (0x3F80); rstd = 1 / sqrt(1 + eps).
       if (results[r].ok() && r == 0) std::printf("rank 0: xOut[0] = 0x%04X, rstd[0] = %.7f\n", xOut[0], rstd[0]);
     });

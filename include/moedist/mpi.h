@@ -8,7 +8,7 @@
 //   MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
 //   moedist::Communicator ep;
 //   moedist::Status s = moedist::createMpiCommunicator(MPI_COMM_WORLD, {}, &ep);  // collective over the MPI_Comm
-//   ... moedist::dispatch(ep, nullptr, args); ... moedist::combineAddRmsNorm(ep, nullptr, cargs); ...
+//   ... moedist::dispatchV3(ep, nullptr, args); ... moedist::combineAddRmsNormV2(ep, nullptr, cargs); ...
 //   ep = {};  // before MPI_Finalize
 //
 // EP and TP groups are sub-communicators: MPI_Comm_split the processes as the application likes and create one

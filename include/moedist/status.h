@@ -1,6 +1,7 @@
 // moedist: status codes returned by every fallible call of the library.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <utility>
 
@@ -17,6 +18,8 @@ enum class StatusCode : int {
 };
 
 const char* toString(StatusCode code);
+// The aclnn code of `code`, as in the comments above (0 for kOk); an unknown value gives 561000.
+int32_t aclnnCode(StatusCode code);
 
 // The result of a fallible call: a code and a message that names the operator, the argument or rank, and
 // what was expected versus what was found.

@@ -8,6 +8,7 @@
 #include <map>
 #include <mutex>
 
+#include "api/guard.h"
 #include "api/impl.h"
 #include "comm/registry.h"
 #include "kernels/kernels.h"
@@ -133,37 +134,43 @@ Status registerRanks(std::string_view fn, const std::string& name, std::vector<s
 
 Status Communicator::createInProcess(int worldSize, const CommOptions& options, std::vector<Communicator>* ranks) {
   constexpr std::string_view kFn = "createInProcess";
-  if (worldSize < 1 || worldSize > kMaxWorldSize)
-    return Status(StatusCode::kInvalidValue,
-                  fmt::format("{}: worldSize is {}, expected 1..{}", kFn, worldSize, kMaxWorldSize));
-  api::ResolvedOptions resolved;
-  MOEDIST_RETURN_IF_ERROR(api::resolveOptions(kFn, options, &resolved));
-  static uint64_t nextId = 0;  // guarded by uniqueName's lock
-  const std::string name = options.name.empty() ? api::uniqueName("moedist_inproc", &nextId) : options.name;
-  MOEDIST_RETURN_IF_ERROR(api::checkName(kFn, name));
-  std::vector<std::unique_ptr<comm::Engine>> engines;
-  MOEDIST_RETURN_IF_ERROR(comm::createInprocEngines(name, worldSize, &engines));
-  return api::registerRanks(kFn, name, std::move(engines), resolved, ranks);
+  return api::guard(kFn, [&]() -> Status {
+    if (ranks == nullptr) return Status(StatusCode::kNullArgument, fmt::format("{}: ranks is null", kFn));
+    if (worldSize < 1 || worldSize > kMaxWorldSize)
+      return Status(StatusCode::kInvalidValue,
+                    fmt::format("{}: worldSize is {}, expected 1..{}", kFn, worldSize, kMaxWorldSize));
+    api::ResolvedOptions resolved;
+    MOEDIST_RETURN_IF_ERROR(api::resolveOptions(kFn, options, &resolved));
+    static uint64_t nextId = 0;  // guarded by uniqueName's lock
+    const std::string name = options.name.empty() ? api::uniqueName("moedist_inproc", &nextId) : options.name;
+    MOEDIST_RETURN_IF_ERROR(api::checkName(kFn, name));
+    std::vector<std::unique_ptr<comm::Engine>> engines;
+    MOEDIST_RETURN_IF_ERROR(comm::createInprocEngines(name, worldSize, &engines));
+    return api::registerRanks(kFn, name, std::move(engines), resolved, ranks);
+  });
 }
 
 Status Communicator::find(std::string_view name, int rank, Communicator* out) {
-  NameRegistry& reg = registry();
-  std::lock_guard<std::mutex> lock(reg.mu);
-  auto it = reg.live.find(name);
-  if (it == reg.live.end() || !anyAlive(it->second))
-    return Status(StatusCode::kInvalidArgument, fmt::format("no communicator called '{}' exists", name));
-  const auto& ranks = it->second.ranks;
-  if (rank < 0 || rank >= static_cast<int>(ranks.size()))
-    return Status(StatusCode::kInvalidValue,
-                  fmt::format("communicator '{}' has {} ranks, rank {} does not exist", name, ranks.size(), rank));
-  auto impl = ranks[static_cast<size_t>(rank)].lock();
-  if (impl == nullptr)
-    return Status(StatusCode::kInvalidArgument,
-                  fmt::format("rank {} of communicator '{}' is not in this process (destroyed, or a rank of another "
-                              "process)",
-                              rank, name));
-  *out = Communicator(std::move(impl));
-  return okStatus();
+  return api::guard("find", [&]() -> Status {
+    if (out == nullptr) return Status(StatusCode::kNullArgument, "find: out is null");
+    NameRegistry& reg = registry();
+    std::lock_guard<std::mutex> lock(reg.mu);
+    auto it = reg.live.find(name);
+    if (it == reg.live.end() || !anyAlive(it->second))
+      return Status(StatusCode::kInvalidArgument, fmt::format("no communicator called '{}' exists", name));
+    const auto& entryRanks = it->second.ranks;
+    if (rank < 0 || rank >= static_cast<int>(entryRanks.size()))
+      return Status(StatusCode::kInvalidValue, fmt::format("communicator '{}' has {} ranks, rank {} does not exist",
+                                                           name, entryRanks.size(), rank));
+    auto impl = entryRanks[static_cast<size_t>(rank)].lock();
+    if (impl == nullptr)
+      return Status(StatusCode::kInvalidArgument,
+                    fmt::format("rank {} of communicator '{}' is not in this process (destroyed, or a rank of another "
+                                "process)",
+                                rank, name));
+    *out = Communicator(std::move(impl));
+    return okStatus();
+  });
 }
 
 int Communicator::rank() const {

@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "api/guard.h"
 #include "api/impl.h"
 #include "comm/registry.h"
 #include "moedist/shm.h"
@@ -22,51 +23,58 @@ std::string idText(const ShmUniqueId& id) {
 }  // namespace
 
 Status getShmUniqueId(ShmUniqueId* id) {
-  if (id == nullptr) return Status(StatusCode::kNullArgument, "getShmUniqueId: id is null");
-  std::string text;
-  MOEDIST_RETURN_IF_ERROR(comm::shm::newUniqueId(&text));
-  if (text.size() >= sizeof(id->internal))
-    return Status(StatusCode::kInternal,
-                  fmt::format("getShmUniqueId: the id has {} characters, more than fit", text.size()));
-  std::memset(id->internal, 0, sizeof(id->internal));
-  std::memcpy(id->internal, text.data(), text.size());
-  return okStatus();
+  return api::guard("getShmUniqueId", [&]() -> Status {
+    if (id == nullptr) return Status(StatusCode::kNullArgument, "getShmUniqueId: id is null");
+    std::string text;
+    MOEDIST_RETURN_IF_ERROR(comm::shm::newUniqueId(&text));
+    if (text.size() >= sizeof(id->internal))
+      return Status(StatusCode::kInternal,
+                    fmt::format("getShmUniqueId: the id has {} characters, more than fit", text.size()));
+    std::memset(id->internal, 0, sizeof(id->internal));
+    std::memcpy(id->internal, text.data(), text.size());
+    return okStatus();
+  });
 }
 
 bool isShmUniqueId(const ShmUniqueId& id) {
-  return comm::shm::isUniqueId(idText(id));
+  return api::guardOr(false, [&] { return comm::shm::isUniqueId(idText(id)); });
 }
 
 Status createShmCommunicator(const ShmUniqueId& id, int nRanks, int rank, const CommOptions& options,
                              Communicator* out) {
-  if (out == nullptr) return Status(StatusCode::kNullArgument, fmt::format("{}: out is null", kFn));
-  const std::string text = idText(id);
-  api::ResolvedOptions resolved;
-  MOEDIST_RETURN_IF_ERROR(api::resolveOptions(kFn, options, &resolved));
-  comm::shm::Options engineOptions;
-  // The token (the id's second field) names the communicator the same way in every member.
-  const size_t token = text.find(';');
-  engineOptions.name = !options.name.empty()
-                           ? options.name
-                           : fmt::format("moedist_shm_{}", token == std::string::npos ? std::string("invalid")
-                                                                                      : text.substr(token + 1, 8));
-  if (engineOptions.name.size() > 127)
-    return Status(StatusCode::kInvalidValue, fmt::format("{}: name '{}' has {} characters, expected at most 127", kFn,
-                                                         engineOptions.name, engineOptions.name.size()));
-  engineOptions.segmentBytes = static_cast<size_t>(std::max(util::envHcclBuffSizeMb(), 1L)) << 20;
-  engineOptions.connectTimeout = util::envConnectTimeout();
-  std::unique_ptr<comm::Engine> engine;
-  MOEDIST_RETURN_IF_ERROR(comm::shm::createEngine(text, nRanks, rank, engineOptions, &engine));
-  return api::registerRank(kFn, engineOptions.name, text, std::move(engine), resolved, out);
+  return api::guard(kFn, [&]() -> Status {
+    if (out == nullptr) return Status(StatusCode::kNullArgument, fmt::format("{}: out is null", kFn));
+    const std::string text = idText(id);
+    api::ResolvedOptions resolved;
+    MOEDIST_RETURN_IF_ERROR(api::resolveOptions(kFn, options, &resolved));
+    comm::shm::Options engineOptions;
+    // The token (the id's second field) names the communicator the same way in every member.
+    const size_t token = text.find(';');
+    engineOptions.name = !options.name.empty()
+                             ? options.name
+                             : fmt::format("moedist_shm_{}", token == std::string::npos ? std::string("invalid")
+                                                                                        : text.substr(token + 1, 8));
+    if (engineOptions.name.size() > 127)
+      return Status(StatusCode::kInvalidValue, fmt::format("{}: name '{}' has {} characters, expected at most 127", kFn,
+                                                           engineOptions.name, engineOptions.name.size()));
+    engineOptions.segmentBytes = static_cast<size_t>(std::max(util::envHcclBuffSizeMb(), 1L)) << 20;
+    engineOptions.connectTimeout = util::envConnectTimeout();
+    std::unique_ptr<comm::Engine> engine;
+    MOEDIST_RETURN_IF_ERROR(comm::shm::createEngine(text, nRanks, rank, engineOptions, &engine));
+    return api::registerRank(kFn, engineOptions.name, text, std::move(engine), resolved, out);
+  });
 }
 
 void* shmAllocate(const Communicator& comm, size_t bytes) {
-  if (!comm.valid()) return nullptr;
-  return comm::shm::allocate(*comm.impl()->ctx.engine, bytes);
+  return api::guardOr<void*>(nullptr, [&]() -> void* {
+    if (!comm.valid()) return nullptr;
+    return comm::shm::allocate(*comm.impl()->ctx.engine, bytes);
+  });
 }
 
 void shmFree(const Communicator& comm, void* ptr) {
-  if (comm.valid() && ptr != nullptr) (void)comm::shm::release(*comm.impl()->ctx.engine, ptr);
+  (void)api::guardOr(
+      false, [&] { return comm.valid() && ptr != nullptr && comm::shm::release(*comm.impl()->ctx.engine, ptr); });
 }
 
 }  // namespace moedist

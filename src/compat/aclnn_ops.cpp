@@ -1,10 +1,10 @@
-// The aclnn entry points of the six MoE distribute operators, over core's two-phase operators.
+// The aclnn entry points of the six MoE distribute operators, over the general two-phase forms of the C++ API
+// (moedist/ops.h: workspaceBytes, dispatch, combine).
 //
 // GetWorkspaceSize runs the checks of SPEC 6 in CANN's order: the op_api checks (required tensors, group names;
-// done here, since core does not see group names), then everything else through core's phase 1
-// (dispatchWorkspaceBytes / combineWorkspaceBytes), with the tiling's groupTp rule slotted in at its place. On
-// success it reports core's ledger size as the workspace size and returns a single-use executor holding a copy
-// of the call.
+// done here, since the C++ API does not see group names), then everything else through workspaceBytes() (core's
+// phase 1), with the tiling's groupTp rule slotted in at its place. On success it reports the ledger size as the
+// workspace size and returns a single-use executor holding a copy of the call.
 //
 // Workspace size: the ledger size, i.e. the scratch bytes moedist really uses (dense copies of strided inputs, TP
 // reduce rows, int8 transport rows), usually 0 for dense inputs without TP or commQuantMode. CANN reports a fixed
@@ -30,15 +30,12 @@
 #include "aclnnop/aclnn_moe_distribute_combine_v3.h"
 #include "aclnnop/aclnn_moe_distribute_dispatch_v2.h"
 #include "aclnnop/aclnn_moe_distribute_dispatch_v3.h"
-#include "api/impl.h"
 #include "compat/aclnn_support.h"
 #include "compat/runtime.h"
-#include "core/operators.h"
+#include "moedist/ops.h"
 
 namespace moedist::compat {
 namespace {
-
-using core::Op;
 
 // The arguments of every dispatch variant (DispatchV2 leaves elasticInfo and the special experts out).
 struct DispatchIn {
@@ -119,7 +116,7 @@ struct CombineIn {
   const aclTensor* xOut = nullptr;
 };
 
-Status checkOutParams(Op op, uint64_t* workspaceSize, aclOpExecutor** executor) {
+Status checkOutParams(Operator op, uint64_t* workspaceSize, aclOpExecutor** executor) {
   if (workspaceSize == nullptr)
     return argError(StatusCode::kNullArgument, op, "workspaceSize", "a pointer to a uint64_t", "null");
   if (executor == nullptr)
@@ -142,10 +139,10 @@ void readAttrs(const In& in, MoeAttrs* a) {
 }
 
 template <class In>
-std::unique_ptr<AclnnCall> newCall(Op op, const In& in) {
+std::unique_ptr<AclnnCall> newCall(Operator op, const In& in) {
   auto call = std::make_unique<AclnnCall>();
   call->op = op;
-  call->ranks = core::RankAttrs{in.epWorldSize, in.epRankId, in.tpWorldSize, in.tpRankId};
+  call->ranks = RankAttrs{in.epWorldSize, in.epRankId, in.tpWorldSize, in.tpRankId};
   call->groupEp = in.groupEp;
   call->groupTp = in.groupTp;
   return call;
@@ -158,7 +155,7 @@ aclnnStatus finish(std::unique_ptr<AclnnCall> call, size_t bytes, uint64_t* work
   return ACLNN_SUCCESS;
 }
 
-aclnnStatus dispatchWorkspace(Op op, const DispatchIn& in, uint64_t* workspaceSize, aclOpExecutor** executor) {
+aclnnStatus dispatchWorkspace(Operator op, const DispatchIn& in, uint64_t* workspaceSize, aclOpExecutor** executor) {
   if (executor != nullptr) *executor = nullptr;
   Status s = checkOutParams(op, workspaceSize, executor);
   if (!s.ok()) return fail(s);
@@ -200,14 +197,14 @@ aclnnStatus dispatchWorkspace(Op op, const DispatchIn& in, uint64_t* workspaceSi
   if (!read.dead().ok()) return fail(read.dead());
 
   size_t bytes = 0;
-  s = read.fix(core::dispatchWorkspaceBytes(core::DispatchCall{op, call->ranks, &a}, &bytes));
+  s = read.fix(moedist::workspaceBytes(op, call->ranks, a, &bytes));
   s = applyGroupTpRule(op, call->ranks, a, in.groupTp, s);
   if (s.ok()) s = checkDistinctGroups(op, in.groupEp, in.groupTp);
   if (!s.ok()) return fail(s);
   return finish(std::move(call), bytes, workspaceSize, executor);
 }
 
-aclnnStatus combineWorkspace(Op op, const CombineIn& in, uint64_t* workspaceSize, aclOpExecutor** executor) {
+aclnnStatus combineWorkspace(Operator op, const CombineIn& in, uint64_t* workspaceSize, aclOpExecutor** executor) {
   if (executor != nullptr) *executor = nullptr;
   Status s = checkOutParams(op, workspaceSize, executor);
   if (!s.ok()) return fail(s);
@@ -257,7 +254,7 @@ aclnnStatus combineWorkspace(Op op, const CombineIn& in, uint64_t* workspaceSize
   if (!read.dead().ok()) return fail(read.dead());
 
   size_t bytes = 0;
-  s = read.fix(core::combineWorkspaceBytes(core::CombineCall{op, call->ranks, &a}, &bytes));
+  s = read.fix(moedist::workspaceBytes(op, call->ranks, a, &bytes));
   s = applyGroupTpRule(op, call->ranks, a, in.groupTp, s);
   if (s.ok()) s = checkDistinctGroups(op, in.groupEp, in.groupTp);
   if (!s.ok()) return fail(s);
@@ -265,7 +262,7 @@ aclnnStatus combineWorkspace(Op op, const CombineIn& in, uint64_t* workspaceSize
 }
 
 // The second phase of every operator.
-aclnnStatus execute(Op op, void* workspace, uint64_t workspaceSize, aclOpExecutor* executor, aclrtStream stream) {
+aclnnStatus execute(Operator op, void* workspace, uint64_t workspaceSize, aclOpExecutor* executor, aclrtStream stream) {
   std::unique_ptr<AclnnCall> owned;
   Status s = takeExecutor(executor, op, &owned);
   if (!s.ok()) return fail(s);
@@ -286,13 +283,13 @@ aclnnStatus execute(Op op, void* workspace, uint64_t workspaceSize, aclOpExecuto
   Communicator ep;
   s = findCommunicator(owned->groupEp.c_str(), owned->ranks.epRankId, &ep);
   if (!s.ok())
-    return fail(Status(s.code(), fmt::format("{}: groupEp \"{}\", epRankId {}: {}", core::opName(op), owned->groupEp,
+    return fail(Status(s.code(), fmt::format("{}: groupEp \"{}\", epRankId {}: {}", toString(op), owned->groupEp,
                                              owned->ranks.epRankId, s.message())));
   Communicator tp;
   if (owned->ranks.tpWorldSize == 2) {
     s = findCommunicator(owned->groupTp.c_str(), owned->ranks.tpRankId, &tp);
     if (!s.ok())
-      return fail(Status(s.code(), fmt::format("{}: groupTp \"{}\", tpRankId {}: {}", core::opName(op), owned->groupTp,
+      return fail(Status(s.code(), fmt::format("{}: groupTp \"{}\", tpRankId {}: {}", toString(op), owned->groupTp,
                                                owned->ranks.tpRankId, s.message())));
   } else if (owned->ranks.tpWorldSize == 1 && !owned->groupTp.empty()) {
     // A TP group of one rank changes nothing; pass it when it exists, as CANN programs create it (the document's
@@ -306,15 +303,14 @@ aclnnStatus execute(Op op, void* workspace, uint64_t workspaceSize, aclOpExecuto
 
   std::shared_ptr<const AclnnCall> call(std::move(owned));
   const aclError e = enqueue(stream, [call, ep, tp, ws]() -> Status {
-    core::RankContext* tpCtx = tp.valid() ? &tp.impl()->ctx : nullptr;
+    const Communicator* tpComm = tp.valid() ? &tp : nullptr;
     if (const auto* d = std::get_if<DispatchArgs>(&call->args))
-      return core::dispatch(ep.impl()->ctx, tpCtx, core::DispatchCall{call->op, call->ranks, d}, ws);
-    return core::combine(ep.impl()->ctx, tpCtx,
-                         core::CombineCall{call->op, call->ranks, &std::get<CombineArgs>(call->args)}, ws);
+      return moedist::dispatch(call->op, ep, tpComm, call->ranks, *d, ws);
+    return moedist::combine(call->op, ep, tpComm, call->ranks, std::get<CombineArgs>(call->args), ws);
   });
   if (e != ACL_SUCCESS) {
     setRecentError(fmt::format("{}: stream: expected a stream of the current device, got {} (aclError {})",
-                               core::opName(op), stream, e));
+                               toString(op), stream, e));
     return ACLNN_ERR_RUNTIME_ERROR;
   }
   return ACLNN_SUCCESS;
@@ -323,9 +319,9 @@ aclnnStatus execute(Op op, void* workspace, uint64_t workspaceSize, aclOpExecuto
 }  // namespace
 }  // namespace moedist::compat
 
+using moedist::Operator;
 using moedist::compat::CombineIn;
 using moedist::compat::DispatchIn;
-using moedist::core::Op;
 
 extern "C" {
 
@@ -369,12 +365,12 @@ aclnnStatus aclnnMoeDistributeDispatchV3GetWorkspaceSize(
                       .epRecvCounts = epRecvCountsOut,
                       .tpRecvCounts = tpRecvCountsOut,
                       .expandScales = expandScalesOut};
-  return moedist::compat::dispatchWorkspace(Op::kDispatchV3, in, workspaceSize, executor);
+  return moedist::compat::dispatchWorkspace(Operator::kDispatchV3, in, workspaceSize, executor);
 }
 
 aclnnStatus aclnnMoeDistributeDispatchV3(void* workspace, uint64_t workspaceSize, aclOpExecutor* executor,
                                          aclrtStream stream) {
-  return moedist::compat::execute(Op::kDispatchV3, workspace, workspaceSize, executor, stream);
+  return moedist::compat::execute(Operator::kDispatchV3, workspace, workspaceSize, executor, stream);
 }
 
 aclnnStatus aclnnMoeDistributeDispatchV2GetWorkspaceSize(
@@ -412,12 +408,12 @@ aclnnStatus aclnnMoeDistributeDispatchV2GetWorkspaceSize(
                       .epRecvCounts = epRecvCountsOut,
                       .tpRecvCounts = tpRecvCountsOut,
                       .expandScales = expandScalesOut};
-  return moedist::compat::dispatchWorkspace(Op::kDispatchV2, in, workspaceSize, executor);
+  return moedist::compat::dispatchWorkspace(Operator::kDispatchV2, in, workspaceSize, executor);
 }
 
 aclnnStatus aclnnMoeDistributeDispatchV2(void* workspace, uint64_t workspaceSize, aclOpExecutor* executor,
                                          aclrtStream stream) {
-  return moedist::compat::execute(Op::kDispatchV2, workspace, workspaceSize, executor, stream);
+  return moedist::compat::execute(Operator::kDispatchV2, workspace, workspaceSize, executor, stream);
 }
 
 aclnnStatus aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize(
@@ -474,12 +470,12 @@ aclnnStatus aclnnMoeDistributeCombineAddRmsNormV2GetWorkspaceSize(
                      .yOut = yOut,
                      .rstdOut = rstdOut,
                      .xOut = xOut};
-  return moedist::compat::combineWorkspace(Op::kCombineAddRmsNormV2, in, workspaceSize, executor);
+  return moedist::compat::combineWorkspace(Operator::kCombineAddRmsNormV2, in, workspaceSize, executor);
 }
 
 aclnnStatus aclnnMoeDistributeCombineAddRmsNormV2(void* workspace, uint64_t workspaceSize, aclOpExecutor* executor,
                                                   aclrtStream stream) {
-  return moedist::compat::execute(Op::kCombineAddRmsNormV2, workspace, workspaceSize, executor, stream);
+  return moedist::compat::execute(Operator::kCombineAddRmsNormV2, workspace, workspaceSize, executor, stream);
 }
 
 aclnnStatus aclnnMoeDistributeCombineAddRmsNormGetWorkspaceSize(
@@ -525,12 +521,12 @@ aclnnStatus aclnnMoeDistributeCombineAddRmsNormGetWorkspaceSize(
                      .yOut = yOut,
                      .rstdOut = rstdOut,
                      .xOut = xOut};
-  return moedist::compat::combineWorkspace(Op::kCombineAddRmsNorm, in, workspaceSize, executor);
+  return moedist::compat::combineWorkspace(Operator::kCombineAddRmsNorm, in, workspaceSize, executor);
 }
 
 aclnnStatus aclnnMoeDistributeCombineAddRmsNorm(void* workspace, uint64_t workspaceSize, aclOpExecutor* executor,
                                                 aclrtStream stream) {
-  return moedist::compat::execute(Op::kCombineAddRmsNorm, workspace, workspaceSize, executor, stream);
+  return moedist::compat::execute(Operator::kCombineAddRmsNorm, workspace, workspaceSize, executor, stream);
 }
 
 aclnnStatus aclnnMoeDistributeCombineV3GetWorkspaceSize(
@@ -581,12 +577,12 @@ aclnnStatus aclnnMoeDistributeCombineV3GetWorkspaceSize(
                      .copyExpertNum = copyExpertNum,
                      .constExpertNum = constExpertNum,
                      .xOut = xOut};
-  return moedist::compat::combineWorkspace(Op::kCombineV3, in, workspaceSize, executor);
+  return moedist::compat::combineWorkspace(Operator::kCombineV3, in, workspaceSize, executor);
 }
 
 aclnnStatus aclnnMoeDistributeCombineV3(void* workspace, uint64_t workspaceSize, aclOpExecutor* executor,
                                         aclrtStream stream) {
-  return moedist::compat::execute(Op::kCombineV3, workspace, workspaceSize, executor, stream);
+  return moedist::compat::execute(Operator::kCombineV3, workspace, workspaceSize, executor, stream);
 }
 
 aclnnStatus aclnnMoeDistributeCombineV2GetWorkspaceSize(
@@ -626,12 +622,12 @@ aclnnStatus aclnnMoeDistributeCombineV2GetWorkspaceSize(
                      .groupListType = groupListType,
                      .commAlg = commAlg,
                      .xOut = xOut};
-  return moedist::compat::combineWorkspace(Op::kCombineV2, in, workspaceSize, executor);
+  return moedist::compat::combineWorkspace(Operator::kCombineV2, in, workspaceSize, executor);
 }
 
 aclnnStatus aclnnMoeDistributeCombineV2(void* workspace, uint64_t workspaceSize, aclOpExecutor* executor,
                                         aclrtStream stream) {
-  return moedist::compat::execute(Op::kCombineV2, workspace, workspaceSize, executor, stream);
+  return moedist::compat::execute(Operator::kCombineV2, workspace, workspaceSize, executor, stream);
 }
 
 }  // extern "C"

@@ -28,12 +28,8 @@ Registry& registry() {
 constexpr uintptr_t kHandleBase = 0x10000;
 constexpr uintptr_t kHandleStep = 16;
 
-bool isDispatchOp(core::Op op) {
-  return op == core::Op::kDispatchV3 || op == core::Op::kDispatchV2;
-}
-
-std::string executorFunction(core::Op op) {
-  return fmt::format("aclnnMoeDistribute{}GetWorkspaceSize", core::opName(op));
+std::string executorFunction(Operator op) {
+  return fmt::format("aclnnMoeDistribute{}GetWorkspaceSize", toString(op));
 }
 
 }  // namespace
@@ -46,8 +42,8 @@ aclOpExecutor* registerExecutor(std::unique_ptr<AclnnCall> call) {
   return reinterpret_cast<aclOpExecutor*>(handle);
 }
 
-Status takeExecutor(aclOpExecutor* handle, core::Op op, std::unique_ptr<AclnnCall>* out) {
-  const std::string fn = fmt::format("aclnnMoeDistribute{}", core::opName(op));
+Status takeExecutor(aclOpExecutor* handle, Operator op, std::unique_ptr<AclnnCall>* out) {
+  const std::string fn = fmt::format("aclnnMoeDistribute{}", toString(op));
   if (handle == nullptr)
     return argError(StatusCode::kNullArgument, op, "executor",
                     fmt::format("the executor returned by {}", executorFunction(op)), "null");
@@ -123,28 +119,28 @@ Status TensorReader::fix(Status s) const {
   return s;
 }
 
-Status argError(StatusCode code, core::Op op, const std::string& arg, const std::string& expected,
+Status argError(StatusCode code, Operator op, const std::string& arg, const std::string& expected,
                 const std::string& got) {
-  return Status(code, fmt::format("{}: {}: expected {}, got {}", core::opName(op), arg, expected, got));
+  return Status(code, fmt::format("{}: {}: expected {}, got {}", toString(op), arg, expected, got));
 }
 
-Status checkRequired(core::Op op, std::initializer_list<std::pair<const char*, const aclTensor*>> tensors) {
+Status checkRequired(Operator op, std::initializer_list<std::pair<const char*, const aclTensor*>> tensors) {
   for (const auto& [name, t] : tensors)
     if (t == nullptr) return argError(StatusCode::kNullArgument, op, name, "a tensor", "null");
   return okStatus();
 }
 
-Status checkGroupEpPresent(core::Op op, const char* groupEp) {
+Status checkGroupEpPresent(Operator op, const char* groupEp) {
   if (groupEp == nullptr) return argError(StatusCode::kNullArgument, op, "groupEp", "a communicator name", "null");
   if (groupEp[0] == '\0')
     return argError(StatusCode::kNullArgument, op, "groupEp", "a communicator name", "an empty string");
   return okStatus();
 }
 
-Status checkGroupNameLengths(core::Op op, const char* groupEp, const char* groupTp) {
+Status checkGroupNameLengths(Operator op, const char* groupEp, const char* groupTp) {
   // CANN's dispatch op_api returns ACLNN_ERR_PARAM_NULLPTR for a name too long, its combine op_api
   // ACLNN_ERR_PARAM_INVALID (SPEC 6.1, 6.2).
-  const StatusCode tooLong = isDispatchOp(op) ? StatusCode::kNullArgument : StatusCode::kInvalidArgument;
+  const StatusCode tooLong = isDispatch(op) ? StatusCode::kNullArgument : StatusCode::kInvalidArgument;
   constexpr size_t kMaxName = 128;  // HCCL_GROUP_NAME_MAX, the terminating NUL included
   if (std::strlen(groupEp) >= kMaxName)
     return argError(tooLong, op, "groupEp", fmt::format("a name of at most {} characters", kMaxName - 1),
@@ -157,7 +153,7 @@ Status checkGroupNameLengths(core::Op op, const char* groupEp, const char* group
   return okStatus();
 }
 
-Status applyGroupTpRule(core::Op op, const core::RankAttrs& rk, const MoeAttrs& attrs, const char* groupTp,
+Status applyGroupTpRule(Operator op, const RankAttrs& rk, const MoeAttrs& attrs, const char* groupTp,
                         Status coreStatus) {
   if (rk.tpWorldSize != 2 || groupTp == nullptr || groupTp[0] != '\0') return coreStatus;
   Status rule = argError(StatusCode::kInvalidValue, op, "groupTp", "a communicator name when tpWorldSize is 2",
@@ -168,7 +164,7 @@ Status applyGroupTpRule(core::Op op, const core::RankAttrs& rk, const MoeAttrs& 
   // Tiling checks that come before this rule: the rank attributes, and in combine the special-expert counts first.
   bool before = rk.epWorldSize < 2 || rk.epWorldSize > 768 || rk.epRankId < 0 || rk.epRankId >= rk.epWorldSize ||
                 rk.tpRankId < 0 || rk.tpRankId >= rk.tpWorldSize;
-  if (!isDispatchOp(op)) {
+  if (!isDispatch(op)) {
     const int64_t z = attrs.zeroExpertNum, c = attrs.copyExpertNum, q = attrs.constExpertNum;
     before = before || z < 0 || c < 0 || q < 0;
     if (!before) {
@@ -181,7 +177,7 @@ Status applyGroupTpRule(core::Op op, const core::RankAttrs& rk, const MoeAttrs& 
   return before ? coreStatus : rule;
 }
 
-Status checkDistinctGroups(core::Op op, const char* groupEp, const char* groupTp) {
+Status checkDistinctGroups(Operator op, const char* groupEp, const char* groupTp) {
   if (groupTp == nullptr || groupTp[0] == '\0' || std::strcmp(groupEp, groupTp) != 0) return okStatus();
   return argError(StatusCode::kInvalidArgument, op, "groupTp", "a communicator other than groupEp",
                   fmt::format("\"{}\", the name of groupEp", groupTp));

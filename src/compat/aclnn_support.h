@@ -20,7 +20,7 @@
 #include "acl/acl.h"
 #include "aclnn/aclnn_base.h"
 #include "compat/runtime.h"
-#include "core/problem.h"
+#include "moedist/args.h"
 #include "moedist/ops.h"
 #include "moedist/status.h"
 #include "moedist/tensor.h"
@@ -29,8 +29,8 @@ namespace moedist::compat {
 
 // One operator call, as GetWorkspaceSize checked it.
 struct AclnnCall {
-  core::Op op = core::Op::kDispatchV3;
-  core::RankAttrs ranks;
+  Operator op = Operator::kDispatchV3;
+  RankAttrs ranks;
   std::string groupEp;
   std::string groupTp;
   std::variant<DispatchArgs, CombineArgs> args;  // DispatchArgs for the dispatch ops, CombineArgs for the others
@@ -43,7 +43,7 @@ aclOpExecutor* registerExecutor(std::unique_ptr<AclnnCall> call);
 // Takes the executor `handle` out of the registry for an execute call of operator `op`:
 //   null handle                     -> kNullArgument (161001)
 //   unknown, used, or another op's  -> kInvalidArgument (161002); another op's executor stays registered
-Status takeExecutor(aclOpExecutor* handle, core::Op op, std::unique_ptr<AclnnCall>* out);
+Status takeExecutor(aclOpExecutor* handle, Operator op, std::unique_ptr<AclnnCall>* out);
 
 // Number of live executors (for tests).
 size_t liveExecutorCount();
@@ -54,7 +54,7 @@ size_t liveExecutorCount();
 // recorded: dead() is the first such failure (kInvalidArgument), to be reported before core runs.
 class TensorReader {
  public:
-  explicit TensorReader(core::Op op) : op_(core::opName(op)) {}
+  explicit TensorReader(Operator op) : op_(toString(op)) {}
   TensorView operator()(const aclTensor* t, const char* name);
   Status fix(Status s) const;
   const Status& dead() const { return dead_; }
@@ -72,11 +72,11 @@ class TensorReader {
 };
 
 // A failure of argument `arg` of operator `op`, in core's message format.
-Status argError(StatusCode code, core::Op op, const std::string& arg, const std::string& expected,
+Status argError(StatusCode code, Operator op, const std::string& arg, const std::string& expected,
                 const std::string& got);
 
 // The op_api checks on required tensors: each null entry fails with kNullArgument, in order.
-Status checkRequired(core::Op op, std::initializer_list<std::pair<const char*, const aclTensor*>> tensors);
+Status checkRequired(Operator op, std::initializer_list<std::pair<const char*, const aclTensor*>> tensors);
 
 // The op_api checks on the group names (SPEC 6.1 / 6.2), one step at a time so that the callers can interleave
 // them with the other op_api checks in CANN's order:
@@ -84,17 +84,17 @@ Status checkRequired(core::Op op, std::initializer_list<std::pair<const char*, c
 //   groupEp of 128 characters or more              -> kNullArgument (dispatch) / kInvalidArgument (combine)
 //   groupTp null                                   -> kNullArgument
 //   groupTp of 128 characters or more              -> kNullArgument (dispatch) / kInvalidArgument (combine)
-Status checkGroupEpPresent(core::Op op, const char* groupEp);
-Status checkGroupNameLengths(core::Op op, const char* groupEp, const char* groupTp);
+Status checkGroupEpPresent(Operator op, const char* groupEp);
+Status checkGroupNameLengths(Operator op, const char* groupEp, const char* groupTp);
 
 // The tiling's groupTp rule (561002: tpWorldSize 2 needs a non-empty groupTp), placed where the tiling checks it:
 // right after the rank attributes (and, for combine, the special-expert counts). `coreStatus` is what core's
 // validation returned for the call; the result is the first failure in CANN's order.
-Status applyGroupTpRule(core::Op op, const core::RankAttrs& ranks, const MoeAttrs& attrs, const char* groupTp,
+Status applyGroupTpRule(Operator op, const RankAttrs& ranks, const MoeAttrs& attrs, const char* groupTp,
                         Status coreStatus);
 
 // SPEC decision 2: groupTp naming the EP communicator itself is refused (kInvalidArgument), after every other check.
-Status checkDistinctGroups(core::Op op, const char* groupEp, const char* groupTp);
+Status checkDistinctGroups(Operator op, const char* groupEp, const char* groupTp);
 
 // Records the failure for aclGetRecentErrMsg() and returns its aclnn code.
 aclnnStatus fail(const Status& s);

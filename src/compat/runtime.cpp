@@ -241,21 +241,7 @@ aclError synchronize(aclrtStream handle, int64_t timeoutMs, const char* fn) {
 // ----------------------------------------------------------------------------------------------
 
 aclnnStatus toAclnnStatus(const Status& s) {
-  switch (s.code()) {
-    case StatusCode::kOk:
-      return ACLNN_SUCCESS;
-    case StatusCode::kNullArgument:
-      return ACLNN_ERR_PARAM_NULLPTR;
-    case StatusCode::kInvalidArgument:
-      return ACLNN_ERR_PARAM_INVALID;
-    case StatusCode::kInvalidValue:
-      return ACLNN_ERR_INNER_TILING_ERROR;
-    case StatusCode::kTimeout:
-      return ACLNN_ERR_RUNTIME_ERROR;
-    case StatusCode::kInternal:
-      return ACLNN_ERR_INNER;
-  }
-  return ACLNN_ERR_INNER;
+  return static_cast<aclnnStatus>(aclnnCode(s.code()));
 }
 
 void setRecentError(const std::string& message) {

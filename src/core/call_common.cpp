@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <cstddef>
+#include <cstdint>
 #include <numeric>
 #include <optional>
 #include <vector>
@@ -10,38 +12,42 @@
 
 namespace moedist::core {
 
-Status checkCommunicators(Op op, const Geometry& geo, const RankContext& ep, const RankContext* tp) {
+Status checkCommunicators(Operator op, const Geometry& geo, const RankContext& ep, const RankContext* tp) {
   const comm::Engine& e = *ep.engine;
   if (e.size() != geo.W || e.rank() != geo.r)
     return Status(StatusCode::kInvalidValue,
                   fmt::format("{}: epWorldSize/epRankId are {}/{}, but communicator '{}' has {} ranks and this is rank "
                               "{}",
-                              opName(op), geo.W, geo.r, e.name(), e.size(), e.rank()));
+                              toString(op), geo.W, geo.r, e.name(), e.size(), e.rank()));
   if (geo.tp == 2) {
     if (tp == nullptr)
       return Status(StatusCode::kNullArgument,
-                    fmt::format("{}: tpWorldSize is 2 but no TP communicator was given", opName(op)));
+                    fmt::format("{}: tpWorldSize is 2 but no TP communicator was given", toString(op)));
     const comm::Engine& t = *tp->engine;
     if (t.size() != 2 || t.rank() != geo.tpr)
       return Status(StatusCode::kInvalidValue,
                     fmt::format("{}: tpWorldSize/tpRankId are 2/{}, but TP communicator '{}' has {} ranks and this is "
                                 "rank {}",
-                                opName(op), geo.tpr, t.name(), t.size(), t.rank()));
+                                toString(op), geo.tpr, t.name(), t.size(), t.rank()));
     if (&t == &e)
       return Status(StatusCode::kInvalidArgument,
-                    fmt::format("{}: groupEp and groupTp are the same communicator '{}'", opName(op), e.name()));
+                    fmt::format("{}: groupEp and groupTp are the same communicator '{}'", toString(op), e.name()));
   }
   return okStatus();
 }
 
-Status bindWorkspace(Op op, RankContext& ctx, const Ledger& ledger, std::span<std::byte> given, Workspace* ws) {
+Status bindWorkspace(Operator op, RankContext& ctx, const Ledger& ledger, std::span<std::byte> given, Workspace* ws) {
   if (given.empty()) {
     *ws = Workspace(ctx.arena.reserve(ledger.bytes()));
     return okStatus();
   }
   if (given.size() < ledger.bytes())
     return Status(StatusCode::kInvalidArgument, fmt::format("{}: workspace has {} bytes, expected at least {}",
-                                                            opName(op), given.size(), ledger.bytes()));
+                                                            toString(op), given.size(), ledger.bytes()));
+  if (reinterpret_cast<uintptr_t>(given.data()) % alignof(std::max_align_t) != 0)
+    return Status(StatusCode::kInvalidArgument,
+                  fmt::format("{}: workspace: expected an address aligned to {} bytes, got {}", toString(op),
+                              alignof(std::max_align_t), static_cast<const void*>(given.data())));
   *ws = Workspace(given);
   return okStatus();
 }
@@ -66,7 +72,7 @@ std::optional<std::vector<int>> participantsFromArgs(const TensorView& elasticIn
   return survivors;
 }
 
-Status joinWithError(Op op, RankContext& ctx, std::span<const int> participants, const Status& error) {
+Status joinWithError(Operator op, RankContext& ctx, std::span<const int> participants, const Status& error) {
   Signature sig;
   sig[SigField::kOp] = static_cast<int64_t>(op);
   Header header(sig, error);
@@ -77,7 +83,7 @@ Status joinWithError(Op op, RankContext& ctx, std::span<const int> participants,
 
 }  // namespace
 
-Status failTogether(Op op, RankContext& ep, RankContext* tp, bool tpFirst, const TensorView& elasticInfo,
+Status failTogether(Operator op, RankContext& ep, RankContext* tp, bool tpFirst, const TensorView& elasticInfo,
                     const Status& error) {
   const auto participants = participantsFromArgs(elasticInfo, ep.engine->size(), ep.engine->rank());
   const int pair[] = {0, 1};

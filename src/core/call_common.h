@@ -15,21 +15,22 @@
 namespace moedist::core {
 
 // The EP communicator must be the world the attributes describe; tp must be given when tpWorldSize is 2.
-Status checkCommunicators(Op op, const Geometry& geo, const RankContext& ep, const RankContext* tp);
+Status checkCommunicators(Operator op, const Geometry& geo, const RankContext& ep, const RankContext* tp);
 
 // Scratch for a dense copy of `v` when it is strided, nothing when it is dense or absent.
 inline Booking<std::byte> bookDense(Ledger& ledger, const TensorView& v) {
   return ledger.book<std::byte>(v.defined() && !v.contiguous() ? denseBytes(v) : 0);
 }
 
-// The caller's workspace if given (it must be large enough), else the rank's arena.
-Status bindWorkspace(Op op, RankContext& ctx, const Ledger& ledger, std::span<std::byte> given, Workspace* ws);
+// The caller's workspace if given (it must be large enough and aligned to alignof(std::max_align_t)), else the
+// rank's arena.
+Status bindWorkspace(Operator op, RankContext& ctx, const Ledger& ledger, std::span<std::byte> given, Workspace* ws);
 
 // Joins the call's exchanges carrying `error` (a failure found before them), so that every participant fails at
 // once with it instead of waiting for this rank until its deadline. The participants are read from elasticInfo as
 // far as it is usable, else all ranks; a rank that elasticInfo removes does not join. `tpFirst`: the operator talks
 // to its TP pair before its EP group (combine), else after (dispatch).
-Status failTogether(Op op, RankContext& ep, RankContext* tp, bool tpFirst, const TensorView& elasticInfo,
+Status failTogether(Operator op, RankContext& ep, RankContext* tp, bool tpFirst, const TensorView& elasticInfo,
                     const Status& error);
 
 // Bytes [offset, offset + bytes) of a peer's region: a pointer into the peer's memory when the engine maps it,

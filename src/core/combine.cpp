@@ -38,8 +38,8 @@ struct CombineBookings {
   Booking<uint16_t> quantScales;  // their bf16 group scales
 };
 
-bool isAddRmsNorm(Op op) {
-  return op == Op::kCombineAddRmsNormV2 || op == Op::kCombineAddRmsNorm;
+bool isAddRmsNorm(Operator op) {
+  return op == Operator::kCombineAddRmsNormV2 || op == Operator::kCombineAddRmsNorm;
 }
 
 CombineBookings bookCombine(const CombineArgs& a, const Geometry& geo, Ledger* ledger) {
@@ -368,12 +368,12 @@ class CombineRun {
 
  private:
   Status bad(const std::string& what) const {
-    return Status(StatusCode::kInvalidArgument, fmt::format("{}: {}", opName(op_), what));
+    return Status(StatusCode::kInvalidArgument, fmt::format("{}: {}", toString(op_), what));
   }
 
   RankContext& ctx_;
   const CombineArgs& a_;
-  Op op_;
+  Operator op_;
   const Geometry& geo_;
   const Topology& topo_;
   const Inputs& in_;

@@ -78,7 +78,7 @@ class DispatchRun {
         return Status(StatusCode::kInvalidArgument,
                       fmt::format("{}: rank {} receives {} rows, but its expandX, dynamicScales or "
                                   "assistInfoForCombine has room for {} (the capacity A of a rank is {})",
-                                  opName(op_), dPeer, rows, peerCapacity(dPeer), geo_.A));
+                                  toString(op_), dPeer, rows, peerCapacity(dPeer), geo_.A));
     }
     return okStatus();
   }
@@ -207,7 +207,7 @@ class DispatchRun {
   RankContext& ctx_;
   comm::Engine& engine_;
   const DispatchArgs& a_;
-  Op op_;
+  Operator op_;
   const Geometry& geo_;
   const Topology& topo_;
   std::vector<int32_t> recvCounts_;  // inclusive prefix sums over the receive blocks
@@ -242,7 +242,7 @@ Status tpAllGather(RankContext& tp, const DispatchCall& call, const Geometry& ge
   if (numOwn + numPeer > a.expandX.dim(0))
     return open.close(Status(StatusCode::kInvalidArgument,
                              fmt::format("{}: expandX: has room for {} rows, but own + peer rows are {} + {}",
-                                         opName(call.op), a.expandX.dim(0), numOwn, numPeer)));
+                                         toString(call.op), a.expandX.dim(0), numOwn, numPeer)));
   Status status;
   auto* dst = static_cast<std::byte*>(a.expandX.data()) + numOwn * rowBytes;
   if (const std::byte* src = engine.peerRegion(peer, 0)) {

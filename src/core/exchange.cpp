@@ -56,7 +56,7 @@ int64_t fnv1a(std::span<const std::byte> bytes) {
 
 }  // namespace
 
-Signature baseSignature(Op op, const Geometry& geo, const MoeAttrs& attrs, std::span<const int32_t> elasticInfo) {
+Signature baseSignature(Operator op, const Geometry& geo, const MoeAttrs& attrs, std::span<const int32_t> elasticInfo) {
   Signature s;
   s[SigField::kOp] = static_cast<int64_t>(op);
   s[SigField::kEpWorldSize] = geo.W;
@@ -94,7 +94,7 @@ std::span<const std::byte> headerPayload(std::span<const std::byte> header) {
   return header.subspan(sizeof(Prefix), static_cast<size_t>(p.payloadBytes));
 }
 
-Status agree(Op op, const comm::Engine& engine, std::span<const int> participants, const Status& self) {
+Status agree(Operator op, const comm::Engine& engine, std::span<const int> participants, const Status& self) {
   // 1. The lowest-numbered participant that failed locally decides.
   for (int p : participants) {
     auto header = engine.peerHeader(p);
@@ -105,7 +105,7 @@ Status agree(Op op, const comm::Engine& engine, std::span<const int> participant
                          static_cast<size_t>(pre.errorBytes));
     return Status(static_cast<StatusCode>(pre.errorCode),
                   fmt::format("{}: rank {} of communicator '{}' failed, so this call fails on every rank: {}",
-                              opName(op), p, engine.name(), msg));
+                              toString(op), p, engine.name(), msg));
   }
   // 2. Every participant must agree with the lowest one on the signature.
   const int first = participants.front();
@@ -120,7 +120,7 @@ Status agree(Op op, const comm::Engine& engine, std::span<const int> participant
           hashed ? std::string("different values")
                  : fmt::format("rank {} has {}, rank {} has {}", first, ref.sig.v[f], p, other.sig.v[f]);
       return Status(StatusCode::kInvalidArgument,
-                    fmt::format("{}: {} must be equal on all ranks of communicator '{}': {}", opName(op),
+                    fmt::format("{}: {} must be equal on all ranks of communicator '{}': {}", toString(op),
                                 kFieldNames[f], engine.name(), detail));
     }
   }
@@ -146,7 +146,7 @@ Status OpenCall::close(Status status) {
 }
 
 Status OpenCall::named(Status s) const {
-  const std::string prefix = fmt::format("{}: ", opName(op_));
+  const std::string prefix = fmt::format("{}: ", toString(op_));
   if (s.ok() || s.message().rfind(prefix, 0) == 0) return s;
   return Status(s.code(), prefix + s.message());
 }

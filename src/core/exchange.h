@@ -47,7 +47,7 @@ struct Signature {
 };
 
 // Fields every call fills the same way (everything but dtype, quant modes and mask kind).
-Signature baseSignature(Op op, const Geometry& geo, const MoeAttrs& attrs, std::span<const int32_t> elasticInfo);
+Signature baseSignature(Operator op, const Geometry& geo, const MoeAttrs& attrs, std::span<const int32_t> elasticInfo);
 
 // A header under construction: signature, error, payload of int32 or int64 words.
 class Header {
@@ -78,12 +78,12 @@ std::span<const T> headerWords(std::span<const std::byte> header) {
 }
 
 // The common verdict after open(); see the file comment. `self` is this rank's local status.
-Status agree(Op op, const comm::Engine& engine, std::span<const int> participants, const Status& self);
+Status agree(Operator op, const comm::Engine& engine, std::span<const int> participants, const Status& self);
 
 // RAII for one open call: close() on every path, with the deadline of the rank's timeout.
 class OpenCall {
  public:
-  OpenCall(Op op, comm::Engine& engine, std::chrono::milliseconds timeout)
+  OpenCall(Operator op, comm::Engine& engine, std::chrono::milliseconds timeout)
       : op_(op), engine_(engine), timeout_(timeout) {}
   ~OpenCall();
   Status open(std::span<const int> participants, std::span<const std::byte> header,
@@ -94,7 +94,7 @@ class OpenCall {
  private:
   Status named(Status s) const;  // prefixes the engine's errors with the operator's name
 
-  Op op_;
+  Operator op_;
   comm::Engine& engine_;
   std::chrono::milliseconds timeout_;
   bool open_ = false;

@@ -1,23 +1,29 @@
+// The operator names of the public vocabulary (moedist/args.h), defined here because core is where they are used
+// first: every message core writes starts with the operator's name.
 #include "core/problem.h"
 
-namespace moedist::core {
+namespace moedist {
 
-const char* opName(Op op) {
+const char* toString(Operator op) {
   switch (op) {
-    case Op::kDispatchV3:
+    case Operator::kDispatchV3:
       return "DispatchV3";
-    case Op::kDispatchV2:
+    case Operator::kDispatchV2:
       return "DispatchV2";
-    case Op::kCombineAddRmsNormV2:
+    case Operator::kCombineAddRmsNormV2:
       return "CombineAddRmsNormV2";
-    case Op::kCombineAddRmsNorm:
+    case Operator::kCombineAddRmsNorm:
       return "CombineAddRmsNorm";
-    case Op::kCombineV3:
+    case Operator::kCombineV3:
       return "CombineV3";
-    case Op::kCombineV2:
+    case Operator::kCombineV2:
       return "CombineV2";
   }
   return "UnknownOp";
 }
 
-}  // namespace moedist::core
+bool isDispatch(Operator op) {
+  return op == Operator::kDispatchV3 || op == Operator::kDispatchV2;
+}
+
+}  // namespace moedist

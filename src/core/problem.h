@@ -4,36 +4,21 @@
 
 #include <cstdint>
 
-#include "moedist/ops.h"
+#include "moedist/args.h"
 
 namespace moedist::core {
 
-// The operator being run, for messages and for the features each variant switches off (SPEC section 9).
-enum class Op : uint8_t {
-  kDispatchV3,
-  kDispatchV2,  // DispatchV3 without elasticInfo and special experts
-  kCombineAddRmsNormV2,
-  kCombineAddRmsNorm,  // V2 without elasticInfo and special experts
-  kCombineV3,          // no residual / RmsNorm: xOut (Bs, H) = round(acc)
-  kCombineV2,          // V3 without elasticInfo and special experts
-};
-const char* opName(Op op);  // "DispatchV3", "CombineAddRmsNormV2", ...
-
-struct RankAttrs {
-  int64_t epWorldSize = 0;
-  int64_t epRankId = 0;
-  int64_t tpWorldSize = 0;
-  int64_t tpRankId = 0;
-};
+// The operator (moedist::Operator, for messages and for the features each variant switches off, SPEC section 9) and
+// the rank attributes (moedist::RankAttrs) are the public vocabulary of moedist/args.h.
 
 struct DispatchCall {
-  Op op = Op::kDispatchV3;
+  Operator op = Operator::kDispatchV3;
   RankAttrs ranks;
   const DispatchArgs* args = nullptr;
 };
 
 struct CombineCall {
-  Op op = Op::kCombineAddRmsNormV2;
+  Operator op = Operator::kCombineAddRmsNormV2;
   RankAttrs ranks;
   const CombineArgs* args = nullptr;
 };

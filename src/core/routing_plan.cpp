@@ -8,13 +8,13 @@ namespace moedist::core {
 
 namespace {
 
-Status badIds(Op op, int64_t t, int64_t k, int64_t id, const std::string& expected) {
+Status badIds(Operator op, int64_t t, int64_t k, int64_t id, const std::string& expected) {
   return Status(StatusCode::kInvalidArgument,
-                fmt::format("{}: expertIds[{}][{}] is {}, expected {}", opName(op), t, k, id, expected));
+                fmt::format("{}: expertIds[{}][{}] is {}, expected {}", toString(op), t, k, id, expected));
 }
 
 // SPEC 2.3 / 3.6: which tokens and slots are active.
-Status markActive(Op op, const Geometry& geo, std::span<const uint8_t> mask, RoutingPlan* plan) {
+Status markActive(Operator op, const Geometry& geo, std::span<const uint8_t> mask, RoutingPlan* plan) {
   const int64_t Bs = geo.Bs, K = geo.K;
   plan->activeToken.assign(static_cast<size_t>(Bs), 1);
   plan->activeSlot.assign(static_cast<size_t>(Bs * K), 1);
@@ -30,7 +30,7 @@ Status markActive(Op op, const Geometry& geo, std::span<const uint8_t> mask, Rou
         return Status(StatusCode::kInvalidArgument,
                       fmt::format("{}: xActiveMask: expected all trues before all falses, got {} at index {} with {} "
                                   "trues in all",
-                                  opName(op), on ? "true" : "false", t, n));
+                                  toString(op), on ? "true" : "false", t, n));
       plan->activeToken[static_cast<size_t>(t)] = on;
       std::fill_n(plan->activeSlot.begin() + t * K, K, static_cast<uint8_t>(on));
     }
@@ -52,7 +52,7 @@ Status markActive(Op op, const Geometry& geo, std::span<const uint8_t> mask, Rou
 }
 
 // SPEC decision 2: every active slot's id must be valid, and no id may repeat within one token.
-Status checkIds(Op op, const Geometry& geo, const Topology& topo, std::span<const int32_t> ids,
+Status checkIds(Operator op, const Geometry& geo, const Topology& topo, std::span<const int32_t> ids,
                 const RoutingPlan& plan) {
   const int64_t K = geo.K;
   const int64_t idEnd = geo.M + geo.Z + geo.C + geo.Q;
@@ -80,7 +80,7 @@ Status checkIds(Op op, const Geometry& geo, const Topology& topo, std::span<cons
 
 }  // namespace
 
-Status buildRoutingPlan(Op op, const Geometry& geo, const Topology& topo, std::span<const int32_t> ids,
+Status buildRoutingPlan(Operator op, const Geometry& geo, const Topology& topo, std::span<const int32_t> ids,
                         std::span<const uint8_t> mask, RoutingPlan* plan) {
   if (Status s = markActive(op, geo, mask, plan); !s.ok()) return s;
   if (Status s = checkIds(op, geo, topo, ids, *plan); !s.ok()) return s;

@@ -32,7 +32,7 @@ struct RoutingPlan {
 };
 
 // ids: dense (Bs, K); mask: dense (Bs,) or (Bs, K) bytes, or empty.
-Status buildRoutingPlan(Op op, const Geometry& geo, const Topology& topo, std::span<const int32_t> ids,
+Status buildRoutingPlan(Operator op, const Geometry& geo, const Topology& topo, std::span<const int32_t> ids,
                         std::span<const uint8_t> mask, RoutingPlan* plan);
 
 }  // namespace moedist::core

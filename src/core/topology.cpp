@@ -7,12 +7,12 @@
 namespace moedist::core {
 
 namespace {
-Status bad(Op op, const std::string& what) {
-  return Status(StatusCode::kInvalidArgument, fmt::format("{}: elasticInfo: {}", opName(op), what));
+Status bad(Operator op, const std::string& what) {
+  return Status(StatusCode::kInvalidArgument, fmt::format("{}: elasticInfo: {}", toString(op), what));
 }
 }  // namespace
 
-Status makeTopology(Op op, const Geometry& geo, std::span<const int32_t> e, Topology* topo) {
+Status makeTopology(Operator op, const Geometry& geo, std::span<const int32_t> e, Topology* topo) {
   Topology& t = *topo;
   t = Topology{};
   t.L = geo.L;

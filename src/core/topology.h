@@ -36,6 +36,6 @@ struct Topology {
 };
 
 // elasticInfo: the (4 + 2W,) table as dense int32, or empty when not given.
-Status makeTopology(Op op, const Geometry& geo, std::span<const int32_t> elasticInfo, Topology* topo);
+Status makeTopology(Operator op, const Geometry& geo, std::span<const int32_t> elasticInfo, Topology* topo);
 
 }  // namespace moedist::core

@@ -76,23 +76,18 @@ std::string dtypeList(std::initializer_list<DType> l) {
   return s;
 }
 
-bool isDispatchOp(Op op) {
-  return op == Op::kDispatchV3 || op == Op::kDispatchV2;
+bool hasElasticAndSpecials(Operator op) {
+  return op == Operator::kDispatchV3 || op == Operator::kCombineAddRmsNormV2 || op == Operator::kCombineV3;
 }
-bool isCombineOp(Op op) {
-  return !isDispatchOp(op);
-}
-bool hasElasticAndSpecials(Op op) {
-  return op == Op::kDispatchV3 || op == Op::kCombineAddRmsNormV2 || op == Op::kCombineV3;
-}
-bool hasAddRmsNorm(Op op) {
-  return op == Op::kCombineAddRmsNormV2 || op == Op::kCombineAddRmsNorm;
+bool hasAddRmsNorm(Operator op) {
+  return op == Operator::kCombineAddRmsNormV2 || op == Operator::kCombineAddRmsNorm;
 }
 
 // The one place every validation failure goes through.
 class Funnel {
  public:
-  explicit Funnel(Op op) : op_(opName(op)) {}
+  explicit Funnel(Operator op) : op_(toString(op)) {}
+  explicit Funnel(const char* fn) : op_(fn) {}
 
   template <class E, class G>
   Status fail(StatusCode code, std::string_view arg, const E& expected, const G& got) const {
@@ -201,7 +196,7 @@ struct NamedTensor {
   bool output;
 };
 
-// The attribute checks dispatch and combine share. Geometry fields W, r, tp, tpr, M, S, Srank, Z, C, Q are set.
+// The attribute checks dispatch, combine and the shape query share, in the operators' order.
 Status checkRanks(const Funnel& f, const RankAttrs& rk) {
   MOEDIST_RETURN_IF_ERROR(f.range("epWorldSize", rk.epWorldSize, 2, 768));
   MOEDIST_RETURN_IF_ERROR(f.range("tpWorldSize", rk.tpWorldSize, 0, 2));
@@ -236,11 +231,34 @@ Status checkSharedRelations(const Funnel& f, int64_t S, int64_t Srank) {
   return okStatus();
 }
 
-Status checkMoeSplit(const Funnel& f, int64_t M, int64_t W, int64_t Srank) {
-  if (M % (W - Srank) == 0) return okStatus();
-  return f.invalid("moeExpertNum",
-                   fmt::format("a multiple of epWorldSize - sharedExpertRankNum = {} - {} = {}", W, Srank, W - Srank),
-                   M);
+// The rank attributes (already checked by checkRanks) and the expert attributes, into g: W, r, tp, tpr, M, Srank, S.
+Status expertAttrs(const Funnel& f, const RankAttrs& rk, const MoeAttrs& a, Geometry* g) {
+  g->W = rk.epWorldSize;
+  g->r = rk.epRankId;
+  g->tp = rk.tpWorldSize;
+  g->tpr = rk.tpRankId;
+  if (a.expertShardType != 0) return f.invalid("expertShardType", "0 (shared-expert ranks first)", a.expertShardType);
+  MOEDIST_RETURN_IF_ERROR(f.range("sharedExpertNum", a.sharedExpertNum, 0, 4));
+  MOEDIST_RETURN_IF_ERROR(f.range("sharedExpertRankNum", a.sharedExpertRankNum, 0, g->W - 1));
+  MOEDIST_RETURN_IF_ERROR(f.range("moeExpertNum", a.moeExpertNum, 1, 1024));
+  g->M = a.moeExpertNum;
+  g->Srank = a.sharedExpertRankNum;
+  g->S = (g->Srank == 0 && a.sharedExpertNum == 1) ? 0 : a.sharedExpertNum;
+  return okStatus();
+}
+
+// The MoE experts split over the MoE ranks, into g: L (experts per MoE rank) and R (ranks per shared expert).
+Status moeSplit(const Funnel& f, Geometry* g) {
+  if (g->M % (g->W - g->Srank) != 0)
+    return f.invalid("moeExpertNum",
+                     fmt::format("a multiple of epWorldSize - sharedExpertRankNum = {} - {} = {}", g->W, g->Srank,
+                                 g->W - g->Srank),
+                     g->M);
+  g->L = g->M / (g->W - g->Srank);
+  g->R = g->S > 0 ? g->Srank / g->S : 0;
+  if (g->tp > 1 && g->L > 1)
+    return f.invalid("tpWorldSize", fmt::format("0 or 1 when each MoE rank hosts L = {} experts", g->L), g->tp);
+  return okStatus();
 }
 
 // globalBs rule (SPEC 6.1 step 8). Returns the effective value through *eff.
@@ -309,11 +327,53 @@ int64_t requiredWindowBytes(const Geometry& g, bool fullmeshV2) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// The shape query: the attribute checks of phase 1 that the output lengths depend on, in the operators' order.
+
+Status outputShapes(const char* fn, const RankAttrs& rk, const MoeAttrs& a, const ShapeQuery& q, OutputShapes* out) {
+  const Funnel f(fn);
+  if (out == nullptr) return f.fail(StatusCode::kNullArgument, "out", "an OutputShapes*", "null");
+  Geometry g;
+  MOEDIST_RETURN_IF_ERROR(checkRanks(f, rk));
+  MOEDIST_RETURN_IF_ERROR(expertAttrs(f, rk, a, &g));
+  MOEDIST_RETURN_IF_ERROR(checkSpecialCounts(f, a));
+  g.elastic = q.elastic;
+  MOEDIST_RETURN_IF_ERROR(checkSharedRelations(f, g.S, g.Srank));
+  MOEDIST_RETURN_IF_ERROR(moeSplit(f, &g));
+  if (g.tp > 1 && g.elastic) return f.invalid("elastic", fmt::format("false with tpWorldSize {}", g.tp), "true");
+  g.Bs = q.Bs;
+  MOEDIST_RETURN_IF_ERROR(f.range("Bs", g.Bs, 1, 512));
+  MOEDIST_RETURN_IF_ERROR(checkGlobalBs(f, a.globalBs, g.Bs, g.W, &g.globalBs));
+  g.maxBs = g.globalBs / g.W;
+  g.H = q.H;
+  MOEDIST_RETURN_IF_ERROR(f.range("H", g.H, 1024, 8192));
+  g.K = q.K;
+  const int64_t allExperts = g.M + a.zeroExpertNum + a.copyExpertNum + a.constExpertNum;
+  MOEDIST_RETURN_IF_ERROR(f.range("K", g.K, 1, std::min<int64_t>(16, allExperts)));
+  g.sharedRank = g.r < g.Srank;
+  int64_t countsBase = 0;
+  deriveCapacity(&g, &countsBase);
+
+  OutputShapes s;
+  s.A = g.A;
+  s.localExpertNum = g.localExpertNum;
+  s.expandXRows = satMul(std::max<int64_t>(g.tp, 1), g.A);
+  s.assistInfoForCombine = satMul(128, g.A);
+  s.expertTokenNums = g.localExpertNum;
+  s.epRecvCounts = countsBase * (g.tp == 2 ? 2 : 1);
+  s.tpRecvCounts = g.tp;
+  s.expandScales = g.A;
+  s.H = g.H;
+  s.Bs = g.Bs;
+  *out = s;
+  return okStatus();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // DispatchV3 / DispatchV2 (SPEC 6.1)
 
 Status validateDispatch(const DispatchCall& call, Geometry* geo) {
-  if (!isDispatchOp(call.op))
-    return Status(StatusCode::kInternal, fmt::format("validateDispatch: called for {}", opName(call.op)));
+  if (!isDispatch(call.op))
+    return Status(StatusCode::kInternal, fmt::format("validateDispatch: called for {}", toString(call.op)));
   const Funnel f(call.op);
   if (call.args == nullptr) return f.fail(StatusCode::kNullArgument, "args", "DispatchArgs", "null");
   const DispatchArgs& a = *call.args;
@@ -384,22 +444,12 @@ Status validateDispatch(const DispatchCall& call, Geometry* geo) {
 
   // Tiling step 1: communicator sizes and ranks.
   MOEDIST_RETURN_IF_ERROR(checkRanks(f, rk));
-  g.W = rk.epWorldSize;
-  g.r = rk.epRankId;
-  g.tp = rk.tpWorldSize;
-  g.tpr = rk.tpRankId;
 
   // Step 2: expert attributes.
-  if (a.expertShardType != 0) return f.invalid("expertShardType", "0 (shared-expert ranks first)", a.expertShardType);
-  MOEDIST_RETURN_IF_ERROR(f.range("sharedExpertNum", a.sharedExpertNum, 0, 4));
-  MOEDIST_RETURN_IF_ERROR(f.range("sharedExpertRankNum", a.sharedExpertRankNum, 0, g.W - 1));
-  MOEDIST_RETURN_IF_ERROR(f.range("moeExpertNum", a.moeExpertNum, 1, 1024));
+  MOEDIST_RETURN_IF_ERROR(expertAttrs(f, rk, a, &g));
   MOEDIST_RETURN_IF_ERROR(f.range("quantMode", a.quantMode, 0, 2));
   if (a.expertTokenNumsType != 0 && a.expertTokenNumsType != 1)
     return f.invalid("expertTokenNumsType", "0 or 1", a.expertTokenNumsType);
-  g.M = a.moeExpertNum;
-  g.Srank = a.sharedExpertRankNum;
-  g.S = (g.Srank == 0 && a.sharedExpertNum == 1) ? 0 : a.sharedExpertNum;
 
   // Step 3: special experts and commAlg.
   MOEDIST_RETURN_IF_ERROR(checkSpecialCounts(f, a));
@@ -451,11 +501,7 @@ Status validateDispatch(const DispatchCall& call, Geometry* geo) {
     if (mask) return f.invalid("commAlg", "not \"fullmesh_v2\" together with xActiveMask", "\"fullmesh_v2\"");
     if (g.tp == 2) return f.invalid("commAlg", "not \"fullmesh_v2\" together with tpWorldSize 2", "\"fullmesh_v2\"");
   }
-  MOEDIST_RETURN_IF_ERROR(checkMoeSplit(f, g.M, g.W, g.Srank));
-  g.L = g.M / (g.W - g.Srank);
-  g.R = g.S > 0 ? g.Srank / g.S : 0;
-  if (g.tp > 1 && g.L > 1)
-    return f.invalid("tpWorldSize", fmt::format("0 or 1 when each MoE rank hosts L = {} experts", g.L), g.tp);
+  MOEDIST_RETURN_IF_ERROR(moeSplit(f, &g));
   if (g.tp > 1 && g.elastic)
     return f.invalid("elasticInfo", fmt::format("absent with tpWorldSize {}", g.tp), shapeStr(a.elasticInfo));
   g.Bs = a.x.dim(0);
@@ -525,8 +571,8 @@ Status validateDispatch(const DispatchCall& call, Geometry* geo) {
 // CombineAddRmsNormV2 / CombineAddRmsNorm / CombineV3 / CombineV2 (SPEC 6.2, 9)
 
 Status validateCombine(const CombineCall& call, Geometry* geo) {
-  if (!isCombineOp(call.op))
-    return Status(StatusCode::kInternal, fmt::format("validateCombine: called for {}", opName(call.op)));
+  if (isDispatch(call.op))
+    return Status(StatusCode::kInternal, fmt::format("validateCombine: called for {}", toString(call.op)));
   const Funnel f(call.op);
   if (call.args == nullptr) return f.fail(StatusCode::kNullArgument, "args", "CombineArgs", "null");
   const CombineArgs& a = *call.args;
@@ -632,21 +678,11 @@ Status validateCombine(const CombineCall& call, Geometry* geo) {
   MOEDIST_RETURN_IF_ERROR(checkRanks(f, rk));
   if (rk.tpWorldSize > 1 && a.commQuantMode != 0)
     return f.invalid("commQuantMode", fmt::format("0 with tpWorldSize {}", rk.tpWorldSize), a.commQuantMode);
-  g.W = rk.epWorldSize;
-  g.r = rk.epRankId;
-  g.tp = rk.tpWorldSize;
-  g.tpr = rk.tpRankId;
-  if (a.expertShardType != 0) return f.invalid("expertShardType", "0 (shared-expert ranks first)", a.expertShardType);
-  MOEDIST_RETURN_IF_ERROR(f.range("sharedExpertNum", a.sharedExpertNum, 0, 4));
-  MOEDIST_RETURN_IF_ERROR(f.range("sharedExpertRankNum", a.sharedExpertRankNum, 0, g.W - 1));
-  MOEDIST_RETURN_IF_ERROR(f.range("moeExpertNum", a.moeExpertNum, 1, 1024));
+  MOEDIST_RETURN_IF_ERROR(expertAttrs(f, rk, a, &g));
   if (a.commQuantMode != 0 && a.commQuantMode != 2) return f.invalid("commQuantMode", "0 or 2", a.commQuantMode);
   // moedist: the int8 transport of SPEC 3.7 is defined for bf16 rows only (CombineV2/V3 with fp16 have no kernel).
   if (a.commQuantMode == 2 && xt == DType::kFloat16)
     return f.invalid("commQuantMode", "0 with an fp16 expandX (int8 transport needs bf16 rows)", a.commQuantMode);
-  g.M = a.moeExpertNum;
-  g.Srank = a.sharedExpertRankNum;
-  g.S = (g.Srank == 0 && a.sharedExpertNum == 1) ? 0 : a.sharedExpertNum;
   g.Z = a.zeroExpertNum;
   g.C = a.copyExpertNum;
   g.Q = a.constExpertNum;
@@ -689,11 +725,7 @@ Status validateCombine(const CombineCall& call, Geometry* geo) {
 
   // Step 6: attribute relations.
   MOEDIST_RETURN_IF_ERROR(checkSharedRelations(f, g.S, g.Srank));
-  MOEDIST_RETURN_IF_ERROR(checkMoeSplit(f, g.M, g.W, g.Srank));
-  g.L = g.M / (g.W - g.Srank);
-  g.R = g.S > 0 ? g.Srank / g.S : 0;
-  if (g.tp > 1 && g.L > 1)
-    return f.invalid("tpWorldSize", fmt::format("0 or 1 when each MoE rank hosts L = {} experts", g.L), g.tp);
+  MOEDIST_RETURN_IF_ERROR(moeSplit(f, &g));
   if (g.tp > 1 && g.elastic)
     return f.invalid("elasticInfo", fmt::format("absent with tpWorldSize {}", g.tp), shapeStr(a.elasticInfo));
   g.Bs = a.expertIds.dim(0);

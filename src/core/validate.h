@@ -27,6 +27,11 @@ namespace moedist::core {
 Status validateDispatch(const DispatchCall& call, Geometry* geo);
 Status validateCombine(const CombineCall& call, Geometry* geo);
 
+// The output lengths of moedist::outputShapes (SPEC section 1): checks the rank attributes, the expert counts, the
+// shared-expert layout, Bs, H, K and globalBs as phase 1 does, then fills *out. Messages start with `fn`.
+Status outputShapes(const char* fn, const RankAttrs& ranks, const MoeAttrs& attrs, const ShapeQuery& query,
+                    OutputShapes* out);
+
 // The HCCL window bytes one communicator needs (SPEC 7.2), saturating at INT64_MAX:
 //   2 * (maxBs*W*L*Align512(Align32(2H) + 44) + maxBs*(K + S)*Align512(2H)),
 // with L = M / (W - Srank) on every rank; fullmeshV2 (dispatch only) replaces Align512(y) by ceil(y/480)*512.

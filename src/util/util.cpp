@@ -27,6 +27,24 @@ const char* toString(StatusCode code) {
   return "unknown";
 }
 
+int32_t aclnnCode(StatusCode code) {
+  switch (code) {
+    case StatusCode::kOk:
+      return 0;
+    case StatusCode::kNullArgument:
+      return 161001;  // ACLNN_ERR_PARAM_NULLPTR
+    case StatusCode::kInvalidArgument:
+      return 161002;  // ACLNN_ERR_PARAM_INVALID
+    case StatusCode::kInvalidValue:
+      return 561002;  // ACLNN_ERR_INNER_TILING_ERROR
+    case StatusCode::kTimeout:
+      return 361001;  // ACLNN_ERR_RUNTIME_ERROR
+    case StatusCode::kInternal:
+      return 561000;  // ACLNN_ERR_INNER
+  }
+  return 561000;
+}
+
 std::string Status::toString() const {
   if (ok()) return "ok";
   return std::string(moedist::toString(code_)) + ": " + message_;

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "../../examples/cann/common.h"
-#include "support/reference.h"
+#include <moedist_ref/reference.h>
 
 namespace {
 

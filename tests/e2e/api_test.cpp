@@ -97,7 +97,7 @@ TEST(Communicator, SameCommunicatorForEpAndTpIsRejected) {
       d.epRecvCounts = TensorView(epRecv.data(), DType::kInt32, {2 * W});
       d.tpRecvCounts = TensorView(tpRecv.data(), DType::kInt32, {2});
       d.expandScales = TensorView(expandScales.data(), DType::kFloat32, {A});
-      results[static_cast<size_t>(r)] = dispatch(ranks[static_cast<size_t>(r)], &ranks[static_cast<size_t>(r)], d);
+      results[static_cast<size_t>(r)] = dispatchV3(ranks[static_cast<size_t>(r)], &ranks[static_cast<size_t>(r)], d);
     });
   }
   for (auto& t : threads) t.join();

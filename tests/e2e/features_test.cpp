@@ -76,9 +76,11 @@ using features::sharedExperts;
 using features::specials;
 using features::tp2;
 
-// The sibling operators of SPEC decision 5 through the CANN C API (the only API that has them): DispatchV2 and
-// CombineAddRmsNorm / CombineV2 without scale-in and special experts, DispatchV3 with CombineV3 (no residual and
-// no RmsNorm: xOut = bf16(acc)) with everything.
+// The sibling operators of SPEC decision 5 through every API: DispatchV2 and CombineAddRmsNorm / CombineV2 without
+// scale-in and special experts, DispatchV3 with CombineV3 (no residual and no RmsNorm: xOut = bf16(acc)) with
+// everything. MatchesReference: the CANN C API; MatchesReferenceCppApi: the named C++ operators (moedist::dispatchV2,
+// combineAddRmsNorm, combineV3, combineV2); MatchesReferenceGeneralForm: moedist::dispatch / combine with RankAttrs
+// and a workspace of workspaceBytes() bytes.
 struct SiblingCase {
   std::string name;
   Ops ops;
@@ -91,14 +93,26 @@ void PrintTo(const SiblingCase& c, std::ostream* os) {
 
 class Siblings : public ::testing::TestWithParam<SiblingCase> {};
 
-TEST_P(Siblings, MatchesReference) {
+void runSibling(const SiblingCase& c, Api api) {
   Scenario sc = base();
-  GetParam().setup(sc);
+  c.setup(sc);
   RunOptions o;
-  o.api = Api::kCann;
-  o.ops = GetParam().ops;
+  o.api = api;
+  o.ops = c.ops;
   const RunResult r = runScenario(sc, o);
   EXPECT_TRUE(r.ok()) << sc.describe() << "\n" << r.summary();
+}
+
+TEST_P(Siblings, MatchesReference) {
+  runSibling(GetParam(), Api::kCann);
+}
+
+TEST_P(Siblings, MatchesReferenceCppApi) {
+  runSibling(GetParam(), Api::kCpp);
+}
+
+TEST_P(Siblings, MatchesReferenceGeneralForm) {
+  runSibling(GetParam(), Api::kCppGeneral);
 }
 
 const std::vector<SiblingCase>& siblingCases() {

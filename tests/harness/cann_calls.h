@@ -26,6 +26,22 @@ inline bool dispatchV2(Ops o) {
 inline bool combineAddsRmsNorm(Ops o) {
   return o == Ops::kDispatchV3CombineAddRmsNormV2 || o == Ops::kDispatchV2CombineAddRmsNorm;
 }
+inline Operator dispatchOperator(Ops o) {
+  return dispatchV2(o) ? Operator::kDispatchV2 : Operator::kDispatchV3;
+}
+inline Operator combineOperator(Ops o) {
+  switch (o) {
+    case Ops::kDispatchV3CombineAddRmsNormV2:
+      return Operator::kCombineAddRmsNormV2;
+    case Ops::kDispatchV2CombineAddRmsNorm:
+      return Operator::kCombineAddRmsNorm;
+    case Ops::kDispatchV3CombineV3:
+      return Operator::kCombineV3;
+    case Ops::kDispatchV2CombineV2:
+      return Operator::kCombineV2;
+  }
+  return Operator::kCombineAddRmsNormV2;
+}
 
 struct CannRank {
   aclrtStream stream = nullptr;

@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <barrier>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <span>
 #include <sstream>
+#include <type_traits>
 
 #include "acl/acl.h"
 #include "harness/cann_calls.h"
@@ -180,10 +183,6 @@ bool prepare(const Scenario& given, const RunOptions& options, Prepared* p, RunR
   p->scenario.cfg.addRmsNorm = combineAddsRmsNorm(options.ops);  // decides the combine's dtype and outputs
   p->cfg = p->scenario.config();
   const ref::Config& cfg = p->cfg;
-  if (options.ops != Ops::kDispatchV3CombineAddRmsNormV2 && options.api != Api::kCann) {
-    result->failures.push_back("the sibling operators are only in the CANN API: use Api::kCann");
-    return false;
-  }
   p->quant = cfg.quantMode == 2;
   p->xType = cfg.fp16 ? DType::kFloat16 : DType::kBFloat16;
   p->rowType = ref::combineFp16(cfg) ? DType::kFloat16 : DType::kBFloat16;
@@ -285,6 +284,9 @@ void buildRank(const Prepared& p, const RunOptions& options, int g, int e, RankD
   c.rstdOut = TensorView(r.rstd.data(), DType::kFloat32, {Bs, 1, 1});
   c.xOut = cfg.addRmsNorm ? TensorView(r.xOut.data(), DType::kBFloat16, {Bs, 1, H})
                           : TensorView(r.xOut.data(), rowType, {Bs, H});  // CombineV2/V3
+  if (!cfg.addRmsNorm) {  // CombineV2/V3 have no residualX, gamma, yOut and rstdOut
+    c.residualX = c.gamma = c.yOut = c.rstdOut = TensorView();
+  }
 }
 
 // How one rank reaches the operators (the C++ API with its communicators, or the CANN API on its stream), and
@@ -294,6 +296,60 @@ struct RankCalls {
   std::function<Status(const CombineArgs&)> combine;
   std::function<void()> barrier;  // empty: none
 };
+
+// One call of the general form (Api::kCppGeneral): the rank attributes from the communicators, workspaceBytes(), and
+// the call with a workspace of options.workspaceSize bytes (filled with kSentinel first).
+template <class Args>
+Status generalCall(const RunOptions& options, int tpIdx, int epRank, Operator op, const Communicator& ep,
+                   const Communicator* tp, const Args& args, RankResult& out) {
+  auto call = [&](const RankAttrs& ranks, std::span<std::byte> workspace) {
+    if constexpr (std::is_same_v<Args, DispatchArgs>) {
+      return moedist::dispatch(op, ep, tp, ranks, args, workspace);
+    } else {
+      return moedist::combine(op, ep, tp, ranks, args, workspace);
+    }
+  };
+  RankAttrs ranks;
+  if (Status s = rankAttrs(ep, tp, &ranks); !s.ok()) return s;
+  if (options.editRanks) options.editRanks(tpIdx, epRank, ranks);
+  size_t bytes = 0;
+  // A rank whose arguments workspaceBytes() refuses still calls the operator, which refuses them too on every rank at
+  // once (the failing rank joins the call's exchanges with its error) instead of leaving the peers to their deadline.
+  if (Status s = workspaceBytes(op, ranks, args, &bytes); !s.ok()) return call(ranks, {});
+  (std::is_same_v<Args, DispatchArgs> ? out.dispatchWorkspaceBytes : out.combineWorkspaceBytes) = bytes;
+  const size_t given = options.workspaceSize ? options.workspaceSize(tpIdx, epRank, bytes) : bytes;
+  std::vector<std::max_align_t> buffer(given / sizeof(std::max_align_t) + 1);
+  const std::span<std::byte> workspace(reinterpret_cast<std::byte*>(buffer.data()), given);
+  std::memset(workspace.data(), kSentinel, workspace.size());
+  const Status s = call(ranks, workspace);
+  for (std::byte b : workspace) out.workspaceWritten |= b != std::byte{kSentinel};
+  return s;
+}
+
+// How one rank reaches the operators of options.ops through the C++ API: the named forms (Api::kCpp) or the general
+// forms (Api::kCppGeneral).
+void cppCalls(const RunOptions& options, int tpIdx, int epRank, const Communicator& ep, const Communicator* tp,
+              RankResult& out, RankCalls* calls) {
+  const Operator dop = dispatchOperator(options.ops), cop = combineOperator(options.ops);
+  if (options.api == Api::kCppGeneral) {
+    calls->dispatch = [&options, tpIdx, epRank, dop, &ep, tp, &out](const DispatchArgs& a) {
+      return generalCall(options, tpIdx, epRank, dop, ep, tp, a, out);
+    };
+    calls->combine = [&options, tpIdx, epRank, cop, &ep, tp, &out](const CombineArgs& a) {
+      return generalCall(options, tpIdx, epRank, cop, ep, tp, a, out);
+    };
+    return;
+  }
+  using DispatchFn = Status (*)(const Communicator&, const Communicator*, const DispatchArgs&);
+  using CombineFn = Status (*)(const Communicator&, const Communicator*, const CombineArgs&);
+  const DispatchFn d = dop == Operator::kDispatchV2 ? &moedist::dispatchV2 : &moedist::dispatchV3;
+  const CombineFn c = cop == Operator::kCombineAddRmsNorm ? &moedist::combineAddRmsNorm
+                      : cop == Operator::kCombineV3       ? &moedist::combineV3
+                      : cop == Operator::kCombineV2       ? &moedist::combineV2
+                                                          : &moedist::combineAddRmsNormV2;
+  calls->dispatch = [d, &ep, tp](const DispatchArgs& a) { return d(ep, tp, a); };
+  calls->combine = [c, &ep, tp](const CombineArgs& a) { return c(ep, tp, a); };
+}
 
 // One rank's part of the run: the warm-up, then per layer dispatch -> stand-in FFN -> combine, each output checked
 // against the reference model, the untouched bytes and the outputs of failed calls included.
@@ -453,7 +509,7 @@ RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
   // Communicators: one EP group per TP index; TP pairs (or size-1 TP communicators with tp == 1).
   const CommOptions commOptions = commOptionsFor(options);
   std::vector<std::vector<Communicator>> ep(static_cast<size_t>(G)), tp(static_cast<size_t>(W));
-  if (options.api == Api::kCpp) {
+  if (options.api != Api::kCann) {
     for (auto& group : ep) {
       if (Status s = Communicator::createInProcess(W, commOptions, &group); !s.ok()) {
         result.failures.push_back("createInProcess: " + s.toString());
@@ -531,12 +587,11 @@ RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
     // The CANN API: this thread is device tpIdx * W + epRank, with one stream.
     CannRank cann;
     const int device = r.tpIdx * W + r.epRank;
-    if (options.api == Api::kCpp) {
+    if (options.api != Api::kCann) {
       const Communicator& epComm = ep[static_cast<size_t>(r.tpIdx)][static_cast<size_t>(r.epRank)];
       const Communicator* tpComm =
           cfg.tp >= 1 ? &tp[static_cast<size_t>(r.epRank)][static_cast<size_t>(r.tpIdx)] : nullptr;
-      calls.dispatch = [&epComm, tpComm](const DispatchArgs& args) { return dispatch(epComm, tpComm, args); };
-      calls.combine = [&epComm, tpComm](const CombineArgs& args) { return combineAddRmsNorm(epComm, tpComm, args); };
+      cppCalls(options, r.tpIdx, r.epRank, epComm, tpComm, result.ranks[static_cast<size_t>(index)], &calls);
     } else {
       const std::string who = label(r);
       if (Status s = cannStatus(aclrtSetDevice(device), "aclrtSetDevice"); !s.ok())
@@ -612,8 +667,8 @@ RunResult runScenarioRank(const Scenario& scenario, const RunOptions& options, i
   Prepared p;
   if (!prepare(scenario, options, &p, &result)) return result;
   const ref::Config& cfg = p.cfg;
-  if (options.api != Api::kCpp) {
-    result.failures.push_back("runScenarioRank calls the C++ API only: use Api::kCpp");
+  if (options.api == Api::kCann) {
+    result.failures.push_back("runScenarioRank calls the C++ API only: use Api::kCpp or Api::kCppGeneral");
     return result;
   }
   if (tpIdx < 0 || tpIdx >= p.scenario.numGroups() || epRank < 0 || epRank >= cfg.W) {
@@ -637,11 +692,10 @@ RunResult runScenarioRank(const Scenario& scenario, const RunOptions& options, i
   }
 
   Checker checker;
-  RankCalls calls;
-  calls.dispatch = [&](const DispatchArgs& args) { return dispatch(ep, tp, args); };
-  calls.combine = [&](const CombineArgs& args) { return combineAddRmsNorm(ep, tp, args); };
-  calls.barrier = options.rankBarrier;
   result.ranks.resize(1);
+  RankCalls calls;
+  cppCalls(options, tpIdx, epRank, ep, tp, result.ranks[0], &calls);
+  calls.barrier = options.rankBarrier;
   // On a thread of its own, as in runScenario: the launcher's watchdog turns a hang into a report and an abort.
   const auto errors = runRanks(1, [&](int) { runRank(p, options, ranks[0], calls, checker, result.ranks[0]); });
   finish(p, ranks, errors, checker, &result);

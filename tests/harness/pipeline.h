@@ -1,6 +1,6 @@
 // The end-to-end harness shared by the e2e tests and `moedist run`: it runs a Scenario through the public C++
-// API (dispatch -> stand-in expert FFN -> combine) on in-process ranks, one thread per rank, and checks every
-// output byte against the reference model, including the bytes the operators must leave untouched.
+// API or the CANN C API (dispatch -> stand-in expert FFN -> combine) on in-process ranks, one thread per rank, and
+// checks every output byte against the reference model, including the bytes the operators must leave untouched.
 // runScenarioRank runs the part of one rank alone, for ranks that are processes (the MPI tests).
 #pragma once
 
@@ -18,15 +18,17 @@ namespace moedist::testing {
 
 // Which API the harness calls the operators through.
 enum class Api {
-  kCpp,   // moedist::dispatch / combineAddRmsNorm with Communicators
-  kCann,  // aclnn two-phase functions on streams, HCCL communicators, devices as ranks (the CANN C API)
+  kCpp,         // the named C++ operators of RunOptions::ops (moedist::dispatchV3, combineAddRmsNormV2, ...)
+  kCppGeneral,  // the general C++ forms: rankAttrs(), workspaceBytes(), then moedist::dispatch / combine with the
+                // RankAttrs and a workspace of the caller's (RunOptions::workspaceSize)
+  kCann,        // aclnn two-phase functions on streams, HCCL communicators, devices as ranks (the CANN C API)
 };
 
 struct RunOptions {
   Api api = Api::kCpp;
-  Ops ops = Ops::kDispatchV3CombineAddRmsNormV2;  // the siblings run through the CANN API only
-  int kernelThreads = 1;                          // kCpp only (the CANN API takes it from MOEDIST_KERNEL_THREADS)
-  std::string kernels;                            // CommOptions::kernels: "" (default), "cpu" or "ref"
+  Ops ops = Ops::kDispatchV3CombineAddRmsNormV2;
+  int kernelThreads = 1;  // C++ API only (the CANN API takes it from MOEDIST_KERNEL_THREADS)
+  std::string kernels;    // CommOptions::kernels: "" (default), "cpu" or "ref"
   std::chrono::milliseconds timeout{120000};
   int layers = 1;                // dispatch -> FFN -> combine repeated on the same communicators, each one checked
   bool warmupDispatch = false;   // one extra dispatch of all ranks without elasticInfo first (the seed example)
@@ -46,6 +48,10 @@ struct RunOptions {
   std::function<bool(int tpIdx, int epRank)> skipCombine;
   // Ranks removed by elastic scale-in call dispatch anyway (which must fail on them alone).
   bool removedRanksCall = false;
+  // kCppGeneral: the bytes of workspace a rank passes, given what workspaceBytes() returned (empty: exactly that;
+  // 0 bytes means the rank's own arena), and an edit of the RankAttrs that rankAttrs() returned.
+  std::function<size_t(int tpIdx, int epRank, size_t bytes)> workspaceSize;
+  std::function<void(int tpIdx, int epRank, RankAttrs&)> editRanks;
 };
 
 struct RankResult {
@@ -58,6 +64,11 @@ struct RankResult {
   Status combineStatus;
   double dispatchSeconds = 0;  // per call, the best layer
   double combineSeconds = 0;
+  // kCppGeneral: what workspaceBytes() returned (the last layer), and whether the calls wrote into the workspace
+  // they were given (which is filled with a pattern before each call).
+  size_t dispatchWorkspaceBytes = 0;
+  size_t combineWorkspaceBytes = 0;
+  bool workspaceWritten = false;
 };
 
 struct RunResult {
@@ -82,8 +93,8 @@ CommOptions commOptionsFor(const RunOptions& options);
 // communicators: `ep` (W ranks, this one is rank epRank) and `tp` (the TP communicator of cfg.tp ranks, this one
 // is rank tpIdx; nullptr when cfg.tp is 0), created with commOptionsFor(options). Every rank of the run calls it,
 // each in its own process, and checks its own outputs against the reference model, which every process computes
-// whole (the scenario is deterministic). C++ API only. result.ranks holds this rank's RankResult alone, and the
-// totals cover this rank alone.
+// whole (the scenario is deterministic). C++ API only (kCpp or kCppGeneral). result.ranks holds this rank's RankResult
+// alone, and the totals cover this rank alone.
 RunResult runScenarioRank(const Scenario& scenario, const RunOptions& options, int tpIdx, int epRank,
                           const Communicator& ep, const Communicator* tp);
 

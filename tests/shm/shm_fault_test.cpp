@@ -167,11 +167,11 @@ struct UniformRank {
   uint16_t* xShm = nullptr;
   uint16_t* expandShm = nullptr;
 
-  Status dispatchOnce(const Communicator& ep) { return dispatch(ep, nullptr, d); }
+  Status dispatchOnce(const Communicator& ep) { return dispatchV3(ep, nullptr, d); }
   // Combine after a dispatch; false in *right when an xOut element is not 1.0.
   Status combineOnce(const Communicator& ep, bool* right) {
     std::fill(xOut.begin(), xOut.end(), 0);
-    const Status s = combineAddRmsNorm(ep, nullptr, c);
+    const Status s = combineAddRmsNormV2(ep, nullptr, c);
     *right = std::all_of(xOut.begin(), xOut.end(), [](uint16_t v) { return v == 0x3F80; });
     return s;
   }

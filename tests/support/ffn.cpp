@@ -1,11 +1,11 @@
 // The stand-in expert FFN; the formula is documented in ffn.h.
 #include "support/ffn.h"
 
+#include <moedist_ref/numeric.h>
+
 #include <cstring>
 #include <stdexcept>
 #include <string>
-
-#include "support/ref_numeric.h"
 
 namespace moedist::testing {
 

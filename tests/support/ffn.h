@@ -15,10 +15,10 @@
 // epRecvCounts[(le+1)*W_eff - 1] (epRecvCounts[-1] read as 0). With TP (one local expert) every row has le = 0.
 #pragma once
 
+#include <moedist_ref/reference.h>
+
 #include <cstdint>
 #include <vector>
-
-#include "support/reference.h"
 
 namespace moedist::testing {
 

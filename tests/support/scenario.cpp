@@ -1,12 +1,12 @@
 // Deterministic generation of end-to-end test inputs (see scenario.h).
 #include "support/scenario.h"
 
+#include <moedist_ref/numeric.h>
+
 #include <algorithm>
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
-
-#include "support/ref_numeric.h"
 
 namespace moedist::testing {
 

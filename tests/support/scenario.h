@@ -12,12 +12,13 @@
 //   ref::CombineOutputs cout;   ref::combine(cfg, din, cin, &cout);
 #pragma once
 
+#include <moedist_ref/reference.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include "support/ffn.h"
-#include "support/reference.h"
 
 namespace moedist::testing {
 

@@ -42,7 +42,7 @@ bool contains(const std::string& haystack, const std::string& needle) {
 
 Signature sampleSignature() {
   Signature s;
-  s[SigField::kOp] = static_cast<int64_t>(Op::kDispatchV3);
+  s[SigField::kOp] = static_cast<int64_t>(Operator::kDispatchV3);
   s[SigField::kEpWorldSize] = 3;
   s[SigField::kMoeExpertNum] = 6;
   s[SigField::kTopK] = 2;
@@ -129,8 +129,8 @@ TEST(ExchangeSignature, BaseSignatureTakesTheGeometryAndAttributes) {
   g.Bs = 7;
   MoeAttrs a;
   a.globalBs = 0;
-  const Signature s = baseSignature(Op::kCombineV3, g, a, {});
-  EXPECT_EQ(s[SigField::kOp], static_cast<int64_t>(Op::kCombineV3));
+  const Signature s = baseSignature(Operator::kCombineV3, g, a, {});
+  EXPECT_EQ(s[SigField::kOp], static_cast<int64_t>(Operator::kCombineV3));
   EXPECT_EQ(s[SigField::kEpWorldSize], 4);
   EXPECT_EQ(s[SigField::kMoeExpertNum], 8);
   EXPECT_EQ(s[SigField::kSharedExpertNum], 1);
@@ -151,19 +151,19 @@ TEST(ExchangeSignature, BaseSignatureTakesTheGeometryAndAttributes) {
   const std::vector<int32_t> e1 = {1, 2, 0, 4, 0, 1, -1, -1, 0, 1, -1, -1};
   std::vector<int32_t> e2 = e1;
   e2[3] = 5;
-  const Signature s1 = baseSignature(Op::kCombineV3, g, a, e1);
-  const Signature s2 = baseSignature(Op::kCombineV3, g, a, e2);
+  const Signature s1 = baseSignature(Operator::kCombineV3, g, a, e1);
+  const Signature s2 = baseSignature(Operator::kCombineV3, g, a, e2);
   EXPECT_EQ(s1[SigField::kGlobalBs], 32);
   EXPECT_EQ(s1[SigField::kBatchSize], 0);
   EXPECT_NE(s1[SigField::kElasticInfo], 0);
   EXPECT_NE(s1[SigField::kElasticInfo], s2[SigField::kElasticInfo]);
-  EXPECT_EQ(s1[SigField::kElasticInfo], baseSignature(Op::kCombineV3, g, a, e1)[SigField::kElasticInfo]);
+  EXPECT_EQ(s1[SigField::kElasticInfo], baseSignature(Operator::kCombineV3, g, a, e1)[SigField::kElasticInfo]);
 
   // commAlg is part of the signature.
   MoeAttrs b = a;
   b.commAlg = "fullmesh_v2";
-  EXPECT_NE(baseSignature(Op::kCombineV3, g, a, e1)[SigField::kCommAlg],
-            baseSignature(Op::kCombineV3, g, b, e1)[SigField::kCommAlg]);
+  EXPECT_NE(baseSignature(Operator::kCombineV3, g, a, e1)[SigField::kCommAlg],
+            baseSignature(Operator::kCombineV3, g, b, e1)[SigField::kCommAlg]);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -182,10 +182,10 @@ std::vector<Status> agreeOnAll(int worldSize, const std::vector<int>& participan
     Header header(sigs[r], locals[r]);
     const std::vector<int32_t> counts = {rank, 10 * rank};
     header.append(std::span<const int32_t>(counts));
-    OpenCall call(Op::kDispatchV3, engine, 20s);
+    OpenCall call(Operator::kDispatchV3, engine, 20s);
     const Status opened = call.open(participants, header.bytes(), {});
     if (!opened.ok()) throw std::runtime_error("open: " + opened.toString());
-    Status verdict = agree(Op::kDispatchV3, engine, participants, locals[r]);
+    Status verdict = agree(Operator::kDispatchV3, engine, participants, locals[r]);
     // The payloads stay readable whatever the verdict.
     for (int p : participants) {
       const auto words = headerWords<int32_t>(engine.peerHeader(p));

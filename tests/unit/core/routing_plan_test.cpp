@@ -58,9 +58,9 @@ Built build(const Shape& s, const std::vector<int32_t>& ids, const std::vector<u
   const Geometry g = geometry(s);
   Topology topo;
   Built b;
-  b.status = makeTopology(Op::kDispatchV3, g, elasticInfo, &topo);
+  b.status = makeTopology(Operator::kDispatchV3, g, elasticInfo, &topo);
   if (!b.status.ok()) return b;
-  b.status = buildRoutingPlan(Op::kDispatchV3, g, topo, ids, mask, &b.plan);
+  b.status = buildRoutingPlan(Operator::kDispatchV3, g, topo, ids, mask, &b.plan);
   return b;
 }
 
@@ -338,10 +338,10 @@ TEST(RoutingPlanRejects, IdRemovedByScaleInWithoutSpecials) {
 TEST(RoutingPlanRejects, UsesTheOperatorName) {
   const Geometry g = geometry({});
   Topology topo;
-  ASSERT_TRUE(makeTopology(Op::kCombineV2, g, {}, &topo).ok());
+  ASSERT_TRUE(makeTopology(Operator::kCombineV2, g, {}, &topo).ok());
   RoutingPlan plan;
   const std::vector<int32_t> ids = {3, 0, 1, 2, 0, 9};
-  const Status s = buildRoutingPlan(Op::kCombineV2, g, topo, ids, {}, &plan);
+  const Status s = buildRoutingPlan(Operator::kCombineV2, g, topo, ids, {}, &plan);
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(s.message().rfind("CombineV2: expertIds[2][1] is 9", 0), 0u) << s.message();
 }

@@ -39,7 +39,7 @@ Geometry seedGeometry(int64_t r) {
 }
 
 Status topologyOf(const Geometry& g, const std::vector<int32_t>& e, Topology* t) {
-  return makeTopology(Op::kDispatchV3, g, e, t);
+  return makeTopology(Operator::kDispatchV3, g, e, t);
 }
 
 // Rejections: kInvalidArgument, "DispatchV3: elasticInfo: " then the detail.
@@ -395,7 +395,7 @@ TEST(TopologyRejects, UsesTheOperatorName) {
   std::vector<int32_t> e = kSeed;
   e[3] = 9;
   Topology t;
-  const Status s = makeTopology(Op::kCombineV3, seedGeometry(0), e, &t);
+  const Status s = makeTopology(Operator::kCombineV3, seedGeometry(0), e, &t);
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(s.message().rfind("CombineV3: elasticInfo: ", 0), 0u) << s.message();
 }

@@ -1,6 +1,6 @@
 // Argument-only validation (SPEC section 6): valid baselines with their geometry worked out by hand from the
 // SPEC section 1 formulas, then one invalid field per case, asserting the exact code and that the message names
-// the argument right after the operator name ("<Op>: <argument>: expected ..., got ...").
+// the argument right after the operator name ("<Operator>: <argument>: expected ..., got ...").
 #include "core/validate.h"
 
 #include <gtest/gtest.h>
@@ -50,9 +50,9 @@ TensorView Misaligned(DType dt, std::vector<int64_t> shape) {
   return TensorView(gDummy + 1, dt, shape);
 }
 
-// The message names the argument right after the operator: "<Op>: <arg>" followed by ':', '.' or ' '.
-::testing::AssertionResult namesArgument(const Status& st, Op op, const std::string& arg) {
-  const std::string prefix = std::string(opName(op)) + ": " + arg;
+// The message names the argument right after the operator: "<Operator>: <arg>" followed by ':', '.' or ' '.
+::testing::AssertionResult namesArgument(const Status& st, Operator op, const std::string& arg) {
+  const std::string prefix = std::string(toString(op)) + ": " + arg;
   const std::string& m = st.message();
   if (m.rfind(prefix, 0) != 0 || m.size() <= prefix.size() ||
       (m[prefix.size()] != ':' && m[prefix.size()] != '.' && m[prefix.size()] != ' '))
@@ -66,7 +66,7 @@ TensorView Misaligned(DType dt, std::vector<int64_t> shape) {
 // Dispatch baselines
 
 struct DSetup {
-  Op op = Op::kDispatchV3;
+  Operator op = Operator::kDispatchV3;
   RankAttrs ranks;
   DispatchArgs a;
   Status run(Geometry* g = nullptr) const {
@@ -295,7 +295,7 @@ TEST(ValidateDispatch, ElasticUsesMaxCapacityOnEveryRank) {
   s.a.epRecvCounts = T(I32, {15});
   st = s.run();
   EXPECT_EQ(st.code(), kVal);
-  EXPECT_TRUE(namesArgument(st, Op::kDispatchV3, "epRecvCounts"));
+  EXPECT_TRUE(namesArgument(st, Operator::kDispatchV3, "epRecvCounts"));
 }
 
 TEST(ValidateDispatch, SharedExpertNumOneWithoutSharedRanksMeansNone) {
@@ -338,7 +338,7 @@ TEST(ValidateDispatch, TpRecvCountsLengthFollowsTpWorldSize) {
   s.ranks.tpWorldSize = 1;  // tp 1: (1,)
   st = s.run();
   EXPECT_EQ(st.code(), kVal);
-  EXPECT_TRUE(namesArgument(st, Op::kDispatchV3, "tpRecvCounts"));
+  EXPECT_TRUE(namesArgument(st, Operator::kDispatchV3, "tpRecvCounts"));
   s.a.tpRecvCounts = T(I32, {1});
   st = s.run();
   EXPECT_TRUE(st.ok()) << st.toString();
@@ -354,7 +354,7 @@ TEST(ValidateDispatch, CapacityChecksAreVacuousWithTpZero) {
   s.a.tpRecvCounts = T(I32, {1});
   st = s.run();
   EXPECT_EQ(st.code(), kVal);
-  EXPECT_TRUE(namesArgument(st, Op::kDispatchV3, "expandX"));
+  EXPECT_TRUE(namesArgument(st, Operator::kDispatchV3, "expandX"));
 }
 
 TEST(ValidateDispatch, StridedInputsAccepted) {
@@ -374,7 +374,7 @@ TEST(ValidateDispatch, GeometryPointerOptional) {
 
 TEST(ValidateDispatch, DispatchV2WithoutElasticAndSpecials) {
   DSetup s = quantDispatch();
-  s.op = Op::kDispatchV2;
+  s.op = Operator::kDispatchV2;
   Status st = s.run();
   EXPECT_TRUE(st.ok()) << st.toString();
 }
@@ -397,7 +397,7 @@ TEST(ValidateDispatch, HcclBuffSize) {
     ScopedEnv env("HCCL_BUFFSIZE", "2");
     Status st = s.run();
     EXPECT_EQ(st.code(), kVal);
-    EXPECT_TRUE(namesArgument(st, Op::kDispatchV3, "HCCL_BUFFSIZE"));
+    EXPECT_TRUE(namesArgument(st, Operator::kDispatchV3, "HCCL_BUFFSIZE"));
     EXPECT_NE(st.message().find("2588672"), std::string::npos) << st.message();
     EXPECT_NE(st.message().find("HCCL_BUFFSIZE >= 3"), std::string::npos) << st.message();
   }
@@ -621,11 +621,11 @@ const std::vector<DCase>& dispatchCases() {
       {"HugeGlobalBsSaturates", seedDispatch, [](DSetup& s) { s.a.globalBs = int64_t{8} << 58; }, kVal,
        "assistInfoForCombine.dim0"},
       // DispatchV2 has neither elastic scale-in nor special experts
-      {"V2WithElastic", elasticDispatch, [](DSetup& s) { s.op = Op::kDispatchV2; }, kVal, "elasticInfo"},
-      {"V2WithZeroExperts", seedDispatch, [](DSetup& s) { s.op = Op::kDispatchV2; }, kVal, "zeroExpertNum"},
+      {"V2WithElastic", elasticDispatch, [](DSetup& s) { s.op = Operator::kDispatchV2; }, kVal, "elasticInfo"},
+      {"V2WithZeroExperts", seedDispatch, [](DSetup& s) { s.op = Operator::kDispatchV2; }, kVal, "zeroExpertNum"},
       {"V2WithConstExperts", quantDispatch,
        [](DSetup& s) {
-         s.op = Op::kDispatchV2;
+         s.op = Operator::kDispatchV2;
          s.a.constExpertNum = 1;
        },
        kVal, "constExpertNum"},
@@ -655,7 +655,7 @@ INSTANTIATE_TEST_SUITE_P(Cases, DispatchInvalid, ::testing::ValuesIn(dispatchCas
 // Combine baselines
 
 struct CSetup {
-  Op op = Op::kCombineAddRmsNormV2;
+  Operator op = Operator::kCombineAddRmsNormV2;
   RankAttrs ranks;
   CombineArgs a;
   Status run(Geometry* g = nullptr) const {
@@ -764,7 +764,7 @@ CSetup elasticCombine() {
 // CombineV3 in fp16: W 8, r 3, tp 0, M 16 (L 2), Bs 8 -> 64, H 5120, K 4, A = 64 * 2 = 128; xOut (Bs, H).
 CSetup v3Combine() {
   CSetup s;
-  s.op = Op::kCombineV3;
+  s.op = Operator::kCombineV3;
   s.ranks = {8, 3, 0, 0};
   auto& a = s.a;
   a.moeExpertNum = 16;
@@ -830,14 +830,14 @@ TEST(ValidateCombine, V3Baseline) {
   s.a.xOut = T(BF, {8, 5120});
   st = s.run();
   EXPECT_TRUE(st.ok()) << st.toString();
-  s.op = Op::kCombineV2;
+  s.op = Operator::kCombineV2;
   st = s.run();
   EXPECT_TRUE(st.ok()) << st.toString();
 }
 
 TEST(ValidateCombine, AddRmsNormV1Baseline) {
   CSetup s = tpCombine();
-  s.op = Op::kCombineAddRmsNorm;
+  s.op = Operator::kCombineAddRmsNorm;
   Status st = s.run();
   EXPECT_TRUE(st.ok()) << st.toString();
 }
@@ -852,7 +852,7 @@ TEST(ValidateCombine, TpSendCountsLengthFollowsTpWorldSize) {
   s.a.tpSendCounts = T(I32, {1});
   st = s.run();
   EXPECT_EQ(st.code(), kVal);
-  EXPECT_TRUE(namesArgument(st, Op::kCombineAddRmsNormV2, "tpSendCounts"));
+  EXPECT_TRUE(namesArgument(st, Operator::kCombineAddRmsNormV2, "tpSendCounts"));
 }
 
 TEST(ValidateCombine, SharedExpertNumOneWithoutSharedRanksMeansNone) {
@@ -908,7 +908,7 @@ TEST(ValidateCombine, HcclBuffSize) {
     ScopedEnv env("HCCL_BUFFSIZE", "2");
     Status st = s.run();
     EXPECT_EQ(st.code(), kVal);
-    EXPECT_TRUE(namesArgument(st, Op::kCombineAddRmsNormV2, "HCCL_BUFFSIZE"));
+    EXPECT_TRUE(namesArgument(st, Operator::kCombineAddRmsNormV2, "HCCL_BUFFSIZE"));
     EXPECT_NE(st.message().find("2588672"), std::string::npos) << st.message();
     EXPECT_NE(st.message().find("HCCL_BUFFSIZE >= 3"), std::string::npos) << st.message();
   }
@@ -1135,16 +1135,16 @@ const std::vector<CCase>& combineCases() {
       {"ConstExpertVShape", seedCombine, [](CSetup& s) { s.a.constExpertV = T(BF, {10, 7169}); }, kVal,
        "constExpertV.dim1"},
       // variants
-      {"V1WithElastic", elasticCombine, [](CSetup& s) { s.op = Op::kCombineAddRmsNorm; }, kVal, "elasticInfo"},
+      {"V1WithElastic", elasticCombine, [](CSetup& s) { s.op = Operator::kCombineAddRmsNorm; }, kVal, "elasticInfo"},
       {"V1WithCopyExperts", tpCombine,
        [](CSetup& s) {
-         s.op = Op::kCombineAddRmsNorm;
+         s.op = Operator::kCombineAddRmsNorm;
          s.a.copyExpertNum = 2;
        },
        kVal, "copyExpertNum"},
       {"V2WithOriX", v3Combine,
        [](CSetup& s) {
-         s.op = Op::kCombineV2;
+         s.op = Operator::kCombineV2;
          s.a.oriX = T(F16, {8, 5120});
        },
        kVal, "oriX"},
@@ -1177,21 +1177,12 @@ TEST(ValidateCases, AtLeastFortyPerOperator) {
   EXPECT_GE(combineCases().size(), 40u);
 }
 
-TEST(ValidateOp, Names) {
-  EXPECT_STREQ(opName(Op::kDispatchV3), "DispatchV3");
-  EXPECT_STREQ(opName(Op::kDispatchV2), "DispatchV2");
-  EXPECT_STREQ(opName(Op::kCombineAddRmsNormV2), "CombineAddRmsNormV2");
-  EXPECT_STREQ(opName(Op::kCombineAddRmsNorm), "CombineAddRmsNorm");
-  EXPECT_STREQ(opName(Op::kCombineV3), "CombineV3");
-  EXPECT_STREQ(opName(Op::kCombineV2), "CombineV2");
-}
-
 TEST(ValidateOp, WrongOperatorFamilyIsInternal) {
   DSetup d = seedDispatch();
-  d.op = Op::kCombineV3;
+  d.op = Operator::kCombineV3;
   EXPECT_EQ(d.run().code(), StatusCode::kInternal);
   CSetup c = seedCombine();
-  c.op = Op::kDispatchV3;
+  c.op = Operator::kDispatchV3;
   EXPECT_EQ(c.run().code(), StatusCode::kInternal);
 }
 

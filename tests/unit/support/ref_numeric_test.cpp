@@ -1,7 +1,6 @@
 // Tests of the reference's numeric helpers. Every expected value is derived by hand in the comments.
-#include "support/ref_numeric.h"
-
 #include <gtest/gtest.h>
+#include <moedist_ref/numeric.h>
 
 #include <cmath>
 #include <vector>

@@ -1,11 +1,11 @@
 // Tests of the reference combine (SPEC 3, 4, 5) with hand-computed results. The expert FFN is the identity
 // (combine's expandX = dispatch's bf16 rows) unless a test builds expandX itself.
 #include <gtest/gtest.h>
+#include <moedist_ref/reference.h>
 
 #include <cmath>
 #include <vector>
 
-#include "support/reference.h"
 #include "test_util.h"
 
 namespace moedist::ref {

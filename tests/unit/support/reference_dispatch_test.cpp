@@ -1,9 +1,9 @@
 // Tests of the reference dispatch against hand-derived layouts (SPEC 2.2-2.6, 4, 5).
 #include <gtest/gtest.h>
+#include <moedist_ref/reference.h>
 
 #include <vector>
 
-#include "support/reference.h"
 #include "test_util.h"
 
 namespace moedist::ref {

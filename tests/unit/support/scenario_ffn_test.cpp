@@ -1,13 +1,13 @@
 // Tests of the scenario generator and the stand-in expert FFN.
 #include <gtest/gtest.h>
+#include <moedist_ref/numeric.h>
+#include <moedist_ref/reference.h>
 
 #include <algorithm>
 #include <set>
 #include <vector>
 
 #include "support/ffn.h"
-#include "support/ref_numeric.h"
-#include "support/reference.h"
 #include "support/scenario.h"
 
 namespace moedist::testing {

@@ -3,14 +3,13 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <moedist_ref/numeric.h>
+#include <moedist_ref/reference.h>
 
 #include <cstdint>
 #include <cstring>
 #include <initializer_list>
 #include <vector>
-
-#include "support/ref_numeric.h"
-#include "support/reference.h"
 
 namespace moedist::ref::test {
 

@@ -1,6 +1,8 @@
 // The global-view reference model: all ranks' inputs in, all ranks' outputs out, with plain loops that follow
-// SPEC.md literally. It is the oracle of the tests and of `moedist run`, and it is written apart from the
-// library: it uses no moedist code (only its own bf16/fp16 helpers in support/ref_numeric.h).
+// SPEC.md literally. It is the oracle of the tests and of `moedist run`, and a product of its own (golden data for
+// people who test their own kernels: docs/reference.md; the Python module moedist.reference). It is written apart
+// from the operators: it uses no moedist code (only its own bf16/fp16 helpers in moedist_ref/numeric.h), and the
+// library moedist_reference links nothing but the C++ standard library.
 //
 // Ranks are indexed [tpIdx][epRank]: with tp == 2 there are two EP groups of W ranks (tpIdx 0 and 1), and the
 // TP pair of EP rank e is {[0][e], [1][e]}. Without TP there is one group (tpIdx 0).

@@ -1,9 +1,10 @@
-// Numeric helpers of the reference model (tests/support): fp32 <-> bf16 / fp16 conversions and the row-level
+// Numeric helpers of the reference model (moedist_ref): fp32 <-> bf16 / fp16 conversions and the row-level
 // rounding recipes of SPEC.md (2.5 dynamic quantization, 3.4 ReduceSum / RmsNorm, 3.7 int8 comm quantization).
 //
 // Written apart from src/util on purpose: the oracle must not share code with what it checks. Everything is plain
 // scalar fp32 arithmetic, one operation per statement, so that the result is the IEEE round-to-nearest-even value
-// of each step (the support library is compiled with -ffp-contract=off -fno-fast-math; no FMA, no reassociation).
+// of each step (the reference library is compiled with -ffp-contract=off -fno-fast-math: no FMA, no reassociation;
+// the targets that link moedist_reference get these two flags too, for the inline helpers below).
 #pragma once
 
 #include <cmath>

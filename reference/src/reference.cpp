@@ -15,7 +15,7 @@
 //  * Combine: a returned row whose triple names a slot that the source does not wait for, a slot delivered twice,
 //    or an awaited slot that never arrives is an error (CANN would hang or use stale data).
 //  * NaN/inf inputs are out of scope; an all-zero quantized row gives q = 0 and scale 0 (SPEC 10.3).
-#include "support/reference.h"
+#include "moedist_ref/reference.h"
 
 #include <algorithm>
 #include <cmath>
@@ -23,7 +23,7 @@
 #include <sstream>
 #include <utility>
 
-#include "support/ref_numeric.h"
+#include "moedist_ref/numeric.h"
 
 namespace moedist::ref {
 
