@@ -7,6 +7,10 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libfmt-dev libspdlog-dev
   openmpi-bin libopenmpi-dev
+  # the Python package (python/): Debian's /usr/bin/python3, its headers, pybind11, numpy; pytest, torch, mpi4py
+  # for the tests (torch and mpi4py are optional at run time); pip, setuptools and wheel for `pip install ./python`
+  python3-dev pybind11-dev python3-numpy python3-pytest python3-torch python3-mpi4py
+  python3-pip python3-setuptools python3-wheel
 )
 
 missing=()
