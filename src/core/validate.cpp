@@ -250,10 +250,10 @@ Status expertAttrs(const Funnel& f, const RankAttrs& rk, const MoeAttrs& a, Geom
 // The MoE experts split over the MoE ranks, into g: L (experts per MoE rank) and R (ranks per shared expert).
 Status moeSplit(const Funnel& f, Geometry* g) {
   if (g->M % (g->W - g->Srank) != 0)
-    return f.invalid("moeExpertNum",
-                     fmt::format("a multiple of epWorldSize - sharedExpertRankNum = {} - {} = {}", g->W, g->Srank,
-                                 g->W - g->Srank),
-                     g->M);
+    return f.invalid(
+        "moeExpertNum",
+        fmt::format("a multiple of epWorldSize - sharedExpertRankNum = {} - {} = {}", g->W, g->Srank, g->W - g->Srank),
+        g->M);
   g->L = g->M / (g->W - g->Srank);
   g->R = g->S > 0 ? g->Srank / g->S : 0;
   if (g->tp > 1 && g->L > 1)
