@@ -11,6 +11,7 @@ packages=(
   # for the tests (torch and mpi4py are optional at run time); pip, setuptools and wheel for `pip install ./python`
   python3-dev pybind11-dev python3-numpy python3-pytest python3-torch python3-mpi4py
   python3-pip python3-setuptools python3-wheel
+  python3-matplotlib  # bench/plot.py
 )
 
 missing=()

@@ -1,5 +1,7 @@
 #include "harness/pipeline.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <barrier>
 #include <cstddef>
@@ -392,6 +394,7 @@ void runRank(const Prepared& p, const RunOptions& options, RankData& r, const Ra
       out.dispatchStatus = calls.dispatch(d);
       const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       out.dispatchSeconds = layer == 0 ? sec : std::min(out.dispatchSeconds, sec);
+      out.dispatchLayerSeconds.push_back(sec);
       ok = out.dispatchStatus.ok();
       if (!ok) {
         checker.fail(where + ": dispatch: " + out.dispatchStatus.toString());
@@ -439,6 +442,7 @@ void runRank(const Prepared& p, const RunOptions& options, RankData& r, const Ra
       out.combineStatus = calls.combine(c);
       const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       out.combineSeconds = layer == 0 ? sec : std::min(out.combineSeconds, sec);
+      out.combineLayerSeconds.push_back(sec);
       if (!out.combineStatus.ok()) {
         checker.fail(where + ": combine: " + out.combineStatus.toString());
         const std::string w = where + " combine failed but half-written ";
@@ -474,16 +478,34 @@ void finish(const Prepared& p, const std::vector<RankData>& ranks, const std::ve
   for (size_t i = 0; i < errors.size(); ++i)
     if (!errors[i].empty()) checker.fail(label(ranks[i]) + ": " + errors[i]);
   result->failures = checker.take();
-  for (const RankResult& r : result->ranks) {
+  for (RankResult& r : result->ranks) {
+    r.peakRssBytes = peakRssBytes();
     if (!r.participates) continue;
-    result->dispatchSeconds = std::max(result->dispatchSeconds, r.dispatchSeconds);
-    result->combineSeconds = std::max(result->combineSeconds, r.combineSeconds);
+    addRankTimes(r, result);
     result->dispatchBytes += r.totalRows * p.cfg.H * p.expandElem;
     result->combineBytes += r.ownRows * p.cfg.H * (p.cfg.commQuantMode == 2 ? 1 : 2);
   }
 }
 
 }  // namespace
+
+void addRankTimes(const RankResult& rank, RunResult* run) {
+  if (!rank.participates) return;
+  run->dispatchSeconds = std::max(run->dispatchSeconds, rank.dispatchSeconds);
+  run->combineSeconds = std::max(run->combineSeconds, rank.combineSeconds);
+  const auto fold = [](const std::vector<double>& mine, std::vector<double>* slowest) {
+    if (slowest->size() < mine.size()) slowest->resize(mine.size(), 0.0);
+    for (size_t i = 0; i < mine.size(); ++i) (*slowest)[i] = std::max((*slowest)[i], mine[i]);
+  };
+  fold(rank.dispatchLayerSeconds, &run->dispatchLayerSeconds);
+  fold(rank.combineLayerSeconds, &run->combineLayerSeconds);
+}
+
+int64_t peakRssBytes() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<int64_t>(usage.ru_maxrss) * 1024;  // Linux reports kilobytes
+}
 
 std::string RunResult::summary() const {
   std::ostringstream os;

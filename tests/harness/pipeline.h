@@ -64,6 +64,9 @@ struct RankResult {
   Status combineStatus;
   double dispatchSeconds = 0;  // per call, the best layer
   double combineSeconds = 0;
+  std::vector<double> dispatchLayerSeconds;  // per call, every layer in order (empty when the rank did not call)
+  std::vector<double> combineLayerSeconds;
+  int64_t peakRssBytes = 0;  // the peak resident set of the process that ran the rank, when the rank was done
   // kCppGeneral: what workspaceBytes() returned (the last layer), and whether the calls wrote into the workspace
   // they were given (which is filled with a pattern before each call).
   size_t dispatchWorkspaceBytes = 0;
@@ -78,6 +81,8 @@ struct RunResult {
   std::vector<std::string> failures;
   double dispatchSeconds = 0;  // slowest rank's time per call, best layer
   double combineSeconds = 0;
+  std::vector<double> dispatchLayerSeconds;  // slowest rank's time per call, every layer
+  std::vector<double> combineLayerSeconds;
   int64_t dispatchBytes = 0;  // payload bytes written by all ranks' dispatch (one layer)
   int64_t combineBytes = 0;   // payload bytes read back by all ranks' combine (one layer)
   bool ok() const { return failures.empty(); }
@@ -85,6 +90,12 @@ struct RunResult {
 };
 
 RunResult runScenario(const Scenario& scenario, const RunOptions& options = {});
+
+// Folds a participating rank's times into a run's: the slowest rank per call, of the best layer and of each layer.
+void addRankTimes(const RankResult& rank, RunResult* run);
+
+// The peak resident set of this process so far (getrusage), in bytes.
+int64_t peakRssBytes();
 
 // The CommOptions of the communicators runScenario creates: options.timeout, kernelThreads and kernels.
 CommOptions commOptionsFor(const RunOptions& options);

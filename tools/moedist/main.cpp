@@ -5,8 +5,11 @@
 //                 match status, time per call next to the machine's copy bandwidth). With --engine mpi, under
 //                 mpirun: every rank an MPI process, then the same scenario in-process, both timed side by side.
 //                 With --engine shm: every rank a forked process over shared memory, then in-process, side by side.
+//   moedist bench every engine next to the hand-written MPI and PyTorch pipelines (bench/), the reference kernels
+//                 and the machine's copy bandwidth, over a sweep of shapes, in one run (tools/moedist/bench.h).
 #include <CLI/CLI.hpp>
 
+#include "bench.h"
 #include "run.h"
 
 int main(int argc, char** argv) {
@@ -50,6 +53,11 @@ int main(int argc, char** argv) {
   runCmd->add_flag("--strided", f.strided, "pass the inputs as strided (non-contiguous) views");
   runCmd->add_option("--layers", f.layers, "dispatch + combine repetitions (timing: best layer)")
       ->capture_default_str();
+  runCmd->add_option("--warmup", f.warmup, "untimed dispatch + combine repetitions before the timed ones")
+      ->capture_default_str();
+  runCmd->add_option("--json", f.json, "write every figure, the configuration and the verdict to this file as JSON");
+  runCmd->add_flag("--engine-only", f.engineOnly,
+                   "--engine mpi or shm: run that engine only, without the in-process engine side by side");
   runCmd->add_option("--kernel-threads", f.kernelThreads, "kernel threads per rank")->capture_default_str();
   runCmd->add_option("--timeout-ms", f.timeoutMs, "deadline of every cross-rank wait")->capture_default_str();
   runCmd->add_option("--seed", f.seed, "input data seed")->capture_default_str();
@@ -65,7 +73,43 @@ int main(int argc, char** argv) {
   runCmd->add_flag("--shm-staging", f.shmStaging,
                    "--engine shm: keep x and the expert rows in the caller's memory, so each call stages them into "
                    "the segment (default: allocate them in the segment with shmAllocate, no staging copy)");
+  moedist::tool::BenchFlags b;
+  CLI::App* benchCmd = app.add_subcommand(
+      "bench",
+      "the operators on every engine next to the hand-written MPI and PyTorch pipelines, the reference kernels and "
+      "the copy bandwidth, over a sweep of shapes, in one run");
+  benchCmd->add_option("--preset", b.preset, "decode, prefill, seed or scale (instead of the shape lists)")
+      ->check(CLI::IsMember({"decode", "prefill", "seed", "scale"}));
+  benchCmd->add_option("-w,--world-size", b.worldSizes, "EP ranks (a list: -w 2,4,8)")
+      ->delimiter(',')
+      ->capture_default_str();
+  benchCmd->add_option("-b,--tokens", b.tokens, "tokens per rank (Bs; a list)")->delimiter(',')->capture_default_str();
+  benchCmd->add_option("--hidden", b.hiddens, "hidden size H (a list)")->delimiter(',')->capture_default_str();
+  benchCmd->add_option("-k,--topk", b.topks, "experts per token K (a list)")->delimiter(',')->capture_default_str();
+  benchCmd->add_option("-m,--experts", b.experts, "MoE experts (a list; 0: 256 or the largest multiple of W below)")
+      ->delimiter(',')
+      ->capture_default_str();
+  benchCmd->add_option("--engines", b.engines, "inproc, shm, mpi (default: those built)")->delimiter(',');
+  benchCmd->add_option("--baselines", b.baselines, "mpi_pipeline, torch_pipeline, ref (default: those available)")
+      ->delimiter(',');
+  benchCmd->add_option("--iterations", b.iterations, "timed calls per runner")->capture_default_str();
+  benchCmd->add_option("--warmup", b.warmup, "untimed calls before them")->capture_default_str();
+  benchCmd->add_flag("--no-check", b.noCheck, "skip the comparison with the reference model");
+  benchCmd->add_option("--json", b.json, "write every figure, the configuration and the machine to this file");
+  benchCmd->add_option("--work-dir", b.workDir, "where cases and logs go (default: a temporary folder)");
+  benchCmd->add_option("--max-processes", b.maxProcesses, "runners with a process per rank skip larger world sizes")
+      ->capture_default_str();
+  benchCmd->add_option("--timeout", b.timeoutSeconds, "seconds a runner may take at one point")->capture_default_str();
+  benchCmd->add_option("--mpirun", b.mpirun, "the MPI launcher")->capture_default_str();
+  benchCmd->add_option("--python", b.python, "the Python with torch, for torch_pipeline")->capture_default_str();
+  benchCmd->add_option("--mpi-pipeline", b.mpiPipeline, "the MPI baseline program (default: this build's)");
+  benchCmd->add_option("--torch-pipeline", b.torchPipeline,
+                       "the PyTorch baseline script (default: this source tree's)");
+  benchCmd->add_option("--seed", b.seed, "input data seed")->capture_default_str();
+  benchCmd->add_option("--write-case", b.writeCase,
+                       "write the first point's problem for the baselines into DIR (bench/README.md) and exit");
   CLI11_PARSE(app, argc, argv);
+  if (benchCmd->parsed()) return moedist::tool::runBench(b);
   if (runCmd->parsed() && f.engine == "mpi") return moedist::tool::runMpi(f);
   if (runCmd->parsed() && f.engine == "shm") return moedist::tool::runShm(f);
   if (runCmd->parsed()) return moedist::tool::runInProcess(f);

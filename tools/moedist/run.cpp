@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <exception>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "copy_bandwidth.h"
 
@@ -55,7 +57,7 @@ RunOptions runOptionsFrom(const RunFlags& f, const Scenario& sc) {
   RunOptions o;
   o.kernelThreads = f.kernelThreads;
   o.timeout = std::chrono::milliseconds(f.timeoutMs);
-  o.layers = f.layers;
+  o.layers = f.warmup + f.layers;
   o.warmupDispatch = !sc.removedRanks.empty();  // as the seed example: the full world first, then the survivors
   o.stridedInputs = f.strided;
   o.check = !f.noCheck;
@@ -117,7 +119,19 @@ int runEngine(const RunFlags& f, const Scenario& sc, const RunOptions& o, const 
   return 0;
 }
 
-void printSummary(const RunFlags& f, const RunOptions& o, const std::vector<EngineRuns>& engines) {
+CallStats callStats(const std::vector<double>& slowestPerLayer, int warmup) {
+  CallStats s;
+  if (static_cast<int>(slowestPerLayer.size()) <= warmup) return s;
+  std::vector<double> timed(slowestPerLayer.begin() + warmup, slowestPerLayer.end());
+  std::sort(timed.begin(), timed.end());
+  const auto at = [&](double q) { return timed[static_cast<size_t>(q * static_cast<double>(timed.size() - 1) + 0.5)]; };
+  s.best = timed.front();
+  s.median = at(0.5);
+  s.p99 = at(0.99);
+  return s;
+}
+
+double printSummary(const RunFlags& f, const RunOptions& o, const std::vector<EngineRuns>& engines) {
   const RunResult& first = engines.front().run;
   const int threads = f.worldSize * scenarioFrom(f).numGroups();
   const double copyGBs = copyBandwidthGBs(std::max<double>(static_cast<double>(first.dispatchBytes), 64e6), threads);
@@ -134,10 +148,13 @@ void printSummary(const RunFlags& f, const RunOptions& o, const std::vector<Engi
                        "operators must not write is untouched"
                      : "not checked (--no-check)",
              o.check && engines.size() > 1 ? ", on every engine" : "");
-  fmt::print("\ntime per call (slowest rank, best of {} layer(s)):\n", f.layers);
+  fmt::print("\ntime per call (slowest rank, best of {} layer(s){}):\n", f.layers,
+             f.warmup > 0 ? fmt::format(" after {} warm-up layer(s)", f.warmup) : "");
   for (const bool dispatch : {true, false}) {
     const char* op = dispatch ? "dispatch" : "combine";
-    auto seconds = [&](const RunResult& r) { return dispatch ? r.dispatchSeconds : r.combineSeconds; };
+    auto seconds = [&](const RunResult& r) {
+      return callStats(dispatch ? r.dispatchLayerSeconds : r.combineLayerSeconds, f.warmup).best;
+    };
     for (const EngineRuns& e : engines)
       line(op, e.name, seconds(e.run), seconds(e.base), dispatch ? e.run.dispatchBytes : e.run.combineBytes);
     for (size_t i = 1; i < engines.size(); ++i) {  // the first engine against each other one
@@ -148,6 +165,94 @@ void printSummary(const RunFlags& f, const RunOptions& o, const std::vector<Engi
   }
   fmt::print("  memcpy bandwidth measured in this run with {} threads: {:.2f} GB/s\n", threads, copyGBs);
   fmt::print("\nresult: PASS\n");
+  return copyGBs;
+}
+
+namespace {
+
+nlohmann::json statsJson(const std::vector<double>& slowestPerLayer, int warmup) {
+  const CallStats s = callStats(slowestPerLayer, warmup);
+  return {{"best_seconds", s.best},
+          {"median_seconds", s.median},
+          {"p99_seconds", s.p99},
+          {"slowest_rank_seconds_per_layer", slowestPerLayer}};
+}
+
+nlohmann::json engineJson(const RunFlags& f, const EngineRuns& e) {
+  nlohmann::json ranks = nlohmann::json::array();
+  for (const RankResult& r : e.run.ranks)
+    ranks.push_back({{"tp_index", r.tpIdx},
+                     {"ep_rank", r.epRank},
+                     {"participates", r.participates},
+                     {"own_rows", r.ownRows},
+                     {"total_rows", r.totalRows},
+                     {"dispatch_seconds_per_layer", r.dispatchLayerSeconds},
+                     {"combine_seconds_per_layer", r.combineLayerSeconds},
+                     {"peak_rss_bytes", r.peakRssBytes}});
+  nlohmann::json out = {{"name", e.name.empty() ? f.engine : e.name},
+                        {"dispatch", statsJson(e.run.dispatchLayerSeconds, f.warmup)},
+                        {"combine", statsJson(e.run.combineLayerSeconds, f.warmup)},
+                        {"dispatch_bytes", e.run.dispatchBytes},
+                        {"combine_bytes", e.run.combineBytes},
+                        {"ranks", ranks},
+                        {"failures", e.run.failures}};
+  if (!f.noBaseline && !e.base.dispatchLayerSeconds.empty())
+    out["reference_kernels"] = {{"dispatch", statsJson(e.base.dispatchLayerSeconds, f.warmup)},
+                                {"combine", statsJson(e.base.combineLayerSeconds, f.warmup)}};
+  return out;
+}
+
+}  // namespace
+
+int writeJson(const RunFlags& f, const std::vector<EngineRuns>& engines, double copyGBs, int rc) {
+  if (f.json.empty()) return rc;
+  const nlohmann::json config = {{"world_size", f.worldSize},
+                                 {"tokens", f.tokens},
+                                 {"hidden", f.hidden},
+                                 {"topk", f.topk},
+                                 {"experts", f.experts},
+                                 {"zero_experts", f.zeroExperts},
+                                 {"copy_experts", f.copyExperts},
+                                 {"const_experts", f.constExperts},
+                                 {"special_fraction", f.specialFraction},
+                                 {"shared_experts", f.sharedExperts},
+                                 {"shared_expert_ranks", f.sharedExpertRanks},
+                                 {"tp", f.tp},
+                                 {"quant_mode", f.quantMode},
+                                 {"smooth_scales", f.smoothScales},
+                                 {"comm_quant_mode", f.commQuantMode},
+                                 {"mask", f.mask},
+                                 {"global_bs", f.globalBs},
+                                 {"expert_token_nums_type", f.expertTokenNumsType},
+                                 {"fp16", f.fp16},
+                                 {"removed_ranks", scenarioFrom(f).removedRanks},
+                                 {"shared_expert_x", !f.noSharedX},
+                                 {"strided", f.strided},
+                                 {"engine", f.engine},
+                                 {"layers", f.layers},
+                                 {"warmup", f.warmup},
+                                 {"kernel_threads", f.kernelThreads},
+                                 {"kernels", kernelsName()},
+                                 {"timeout_ms", f.timeoutMs},
+                                 {"seed", f.seed},
+                                 {"check", !f.noCheck},
+                                 {"shm_staging", f.shmStaging}};
+  nlohmann::json engineList = nlohmann::json::array();
+  for (const EngineRuns& e : engines) engineList.push_back(engineJson(f, e));
+  const char* result = rc == 0 ? (f.noCheck ? "not checked" : "pass") : rc == 1 ? "fail" : "error";
+  const nlohmann::json doc = {{"tool", "moedist run"},
+                              {"config", config},
+                              {"engines", engineList},
+                              {"copy_bandwidth_gbs", copyGBs},
+                              {"peak_rss_bytes", testing::peakRssBytes()},
+                              {"result", result}};
+  std::ofstream out(f.json);
+  out << doc.dump(1) << "\n";
+  if (!out) {
+    fmt::print(stderr, "moedist run: --json: cannot write {}\n", f.json);
+    return 2;
+  }
+  return rc;
 }
 
 int runInProcess(const RunFlags& f) {
@@ -159,9 +264,9 @@ int runInProcess(const RunFlags& f) {
   if (!f.noBaseline) fmt::print("  baseline: the same run with the scalar reference kernels (\"ref\")\n");
   EngineRuns inproc;
   const auto run = [&sc](const RunOptions& ro) { return testing::runScenario(sc, ro); };
-  if (int rc = runEngine(f, sc, o, "", run, /*print=*/true, /*printRows=*/true, &inproc); rc != 0) return rc;
-  printSummary(f, o, {inproc});
-  return 0;
+  if (int rc = runEngine(f, sc, o, "", run, /*print=*/true, /*printRows=*/true, &inproc); rc != 0)
+    return writeJson(f, {inproc}, 0, rc);
+  return writeJson(f, {inproc}, printSummary(f, o, {inproc}), 0);
 }
 
 }  // namespace moedist::tool

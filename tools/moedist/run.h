@@ -24,8 +24,17 @@ struct RunFlags {
   std::string engine = "inproc";  // inproc, mpi or shm
   std::vector<int> removeRanks;
   int layers = 3, kernelThreads = 1, timeoutMs = 120000;
+  int warmup = 0;           // untimed layers before the timed ones
+  bool engineOnly = false;  // --engine mpi / shm: without the in-process run side by side
+  std::string json;         // --json FILE: every figure, the configuration and the verdict
   uint64_t seed = 1;
 };
+
+// Time per call of the slowest rank over the timed layers (after the warm-up ones).
+struct CallStats {
+  double best = 0, median = 0, p99 = 0;
+};
+CallStats callStats(const std::vector<double>& slowestPerLayer, int warmup);
 
 testing::Scenario scenarioFrom(const RunFlags& f);
 testing::RunOptions runOptionsFrom(const RunFlags& f, const testing::Scenario& sc);
@@ -50,7 +59,13 @@ int runEngine(const RunFlags& f, const testing::Scenario& sc, const testing::Run
 
 // The end of a passing run: the match line, the time per call of every engine (with the ratio of the first to the
 // second when there are two), the memcpy bandwidth measured now with one thread per rank, and "result: PASS".
-void printSummary(const RunFlags& f, const testing::RunOptions& o, const std::vector<EngineRuns>& engines);
+// Returns the memcpy bandwidth in GB/s.
+double printSummary(const RunFlags& f, const testing::RunOptions& o, const std::vector<EngineRuns>& engines);
+
+// --json FILE (nothing without it): the configuration, every engine's figures (per layer and per rank), the memcpy
+// bandwidth (0 when not measured) and the verdict of exit code rc ("pass", "not checked", "fail" or "error").
+// Returns rc, or 2 when the file cannot be written.
+int writeJson(const RunFlags& f, const std::vector<EngineRuns>& engines, double copyGBs, int rc);
 
 // `moedist run --engine inproc`: every rank a thread of this process.
 int runInProcess(const RunFlags& f);

@@ -53,7 +53,7 @@ int hostCount() {
 // What one process tells process 0 about its rank (sent as bytes: the hosts of one job share a data layout).
 struct RankRecord {
   int64_t ran = 0;  // runScenarioRank got as far as running the rank
-  int64_t participates = 0, ownRows = 0, totalRows = 0, dispatchBytes = 0, combineBytes = 0;
+  int64_t participates = 0, ownRows = 0, totalRows = 0, dispatchBytes = 0, combineBytes = 0, peakRssBytes = 0;
   double dispatchSeconds = 0, combineSeconds = 0;
 };
 
@@ -104,22 +104,26 @@ int runOnEveryProcess(const RunFlags& f, int threadLevel) {
     fmt::print("moedist run\n  {}\n", sc.describe());
     fmt::print("  engine: MPI, {} ranks as processes on {} host(s), {} kernel thread(s) per rank, kernels {}\n", ranks,
                hosts, f.kernelThreads, kernelsName());
-    fmt::print("  compared with: the in-process engine on process 0, {} ranks as threads\n", ranks);
+    if (!f.engineOnly) fmt::print("  compared with: the in-process engine on process 0, {} ranks as threads\n", ranks);
     if (!f.noBaseline) fmt::print("  baseline: the same runs with the scalar reference kernels (\"ref\")\n");
     std::fflush(stdout);
   }
   EngineRuns mpi{"mpi", {}, {}};
   const auto onMpi = [&sc](const RunOptions& ro) { return runJob(sc, ro); };
   int rc = runEngine(f, sc, o, "MPI engine", onMpi, root, /*printRows=*/true, &mpi);
-  if (rc != 0) return rc;  // runJob's verdict is the same on every process
+  if (rc != 0) return root ? writeJson(f, {mpi}, 0, rc) : rc;  // runJob's verdict is the same on every process
 
   // The same scenario on the in-process engine, on process 0, while the others sleep.
   if (root) {
     std::fflush(stdout);
-    EngineRuns inproc{"inproc", {}, {}};
-    const auto onThreads = [&sc](const RunOptions& ro) { return testing::runScenario(sc, ro); };
-    rc = runEngine(f, sc, runOptionsFrom(f, sc), "in-process engine", onThreads, true, /*printRows=*/false, &inproc);
-    if (rc == 0) printSummary(f, o, {mpi, inproc});
+    std::vector<EngineRuns> engines{mpi};
+    if (!f.engineOnly) {
+      EngineRuns inproc{"inproc", {}, {}};
+      const auto onThreads = [&sc](const RunOptions& ro) { return testing::runScenario(sc, ro); };
+      rc = runEngine(f, sc, runOptionsFrom(f, sc), "in-process engine", onThreads, true, /*printRows=*/false, &inproc);
+      engines.push_back(inproc);
+    }
+    rc = writeJson(f, engines, rc == 0 ? printSummary(f, o, engines) : 0, rc);
     std::fflush(stdout);
   }
   sleepingBarrier();
@@ -170,10 +174,22 @@ RunResult runJob(const Scenario& sc, const RunOptions& o) {
     record.dispatchSeconds = r.dispatchSeconds;
     record.combineSeconds = r.combineSeconds;
   }
+  record.peakRssBytes = testing::peakRssBytes();
   record.dispatchBytes = mine.dispatchBytes;
   record.combineBytes = mine.combineBytes;
   std::vector<RankRecord> records(static_cast<size_t>(n));
   MPI_Gather(&record, sizeof(RankRecord), MPI_BYTE, records.data(), sizeof(RankRecord), MPI_BYTE, 0, MPI_COMM_WORLD);
+  // Every layer's times, o.layers of each per process (zeros where a rank did not call).
+  const auto gatherLayers = [&](std::vector<double> mine) {
+    mine.resize(static_cast<size_t>(o.layers), 0.0);
+    std::vector<double> all(static_cast<size_t>(o.layers) * static_cast<size_t>(n));
+    MPI_Gather(mine.data(), o.layers, MPI_DOUBLE, all.data(), o.layers, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    return all;
+  };
+  const RankResult none;
+  const RankResult& own = mine.ranks.empty() ? none : mine.ranks.front();
+  const std::vector<double> dispatchLayers = gatherLayers(own.dispatchLayerSeconds);
+  const std::vector<double> combineLayers = gatherLayers(own.combineLayerSeconds);
   std::vector<std::string> failures = gatherFailures(mine.failures);
   const int failed = mine.ok() ? 0 : 1;
   int anyFailed = 0;
@@ -194,11 +210,15 @@ RunResult runJob(const Scenario& sc, const RunOptions& o) {
     rank.totalRows = r.totalRows;
     rank.dispatchSeconds = r.dispatchSeconds;
     rank.combineSeconds = r.combineSeconds;
+    rank.peakRssBytes = r.peakRssBytes;
+    const auto layers = [&](const std::vector<double>& all) {
+      const auto first = all.begin() + static_cast<ptrdiff_t>(q) * o.layers;
+      return std::vector<double>(first, first + o.layers);
+    };
+    rank.dispatchLayerSeconds = layers(dispatchLayers);
+    rank.combineLayerSeconds = layers(combineLayers);
     job.ranks.push_back(rank);
-    if (rank.participates) {  // the slowest rank per call, as runScenario
-      job.dispatchSeconds = std::max(job.dispatchSeconds, r.dispatchSeconds);
-      job.combineSeconds = std::max(job.combineSeconds, r.combineSeconds);
-    }
+    testing::addRankTimes(rank, &job);  // the slowest rank per call, as runScenario
     job.dispatchBytes += r.dispatchBytes;
     job.combineBytes += r.combineBytes;
   }

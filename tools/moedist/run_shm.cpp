@@ -47,24 +47,27 @@ void printHeader(const RunFlags& f, const Scenario& sc, const std::string& mpiLi
       "x and expert rows {}\n",
       ranks, f.kernelThreads, kernelsName(),
       f.shmStaging ? "in the caller's memory (staged per call)" : "in the segment (shmAllocate)");
-  fmt::print("  compared with: the in-process engine, {} ranks as threads\n", ranks);
+  if (!f.engineOnly) fmt::print("  compared with: the in-process engine, {} ranks as threads\n", ranks);
   fmt::print("  {}\n", mpiLine);
   if (!f.noBaseline) fmt::print("  baseline: the same runs with the scalar reference kernels (\"ref\")\n");
   std::fflush(stdout);
 }
 
-// The shared-memory engine (with the rows table) and then the in-process engine; 0 when both passed.
-int runShmAndInProcess(const RunFlags& f, const Scenario& sc, EngineRuns* shm, EngineRuns* inproc) {
+// The shared-memory engine (with the rows table) and then, unless --engine-only, the in-process engine, appended to
+// *engines; 0 when they passed.
+int runShmAndInProcess(const RunFlags& f, const Scenario& sc, std::vector<EngineRuns>* engines) {
   const RunOptions o = runOptionsFrom(f, sc);
   const auto onProcesses = [&sc, &f](RunOptions ro) {
     ro.tensorsInSegment = !f.shmStaging;
     return testing::runScenarioShm(sc, ro);
   };
-  int rc = runEngine(f, sc, o, "shared-memory engine", onProcesses, true, /*printRows=*/true, shm);
-  if (rc != 0) return rc;
+  engines->push_back({"shm", {}, {}});
+  int rc = runEngine(f, sc, o, "shared-memory engine", onProcesses, true, /*printRows=*/true, &engines->back());
+  if (rc != 0 || f.engineOnly) return rc;
   std::fflush(stdout);
   const auto onThreads = [&sc](const RunOptions& ro) { return testing::runScenario(sc, ro); };
-  return runEngine(f, sc, o, "in-process engine", onThreads, true, /*printRows=*/false, inproc);
+  engines->push_back({"inproc", {}, {}});
+  return runEngine(f, sc, o, "in-process engine", onThreads, true, /*printRows=*/false, &engines->back());
 }
 
 #if MOEDIST_TOOL_MPI
@@ -110,10 +113,11 @@ int runUnderMpirun(const RunFlags& f) {
   EngineRuns mpi{"mpi", {}, {}};
   const auto onMpi = [&sc](const RunOptions& ro) { return runJob(sc, ro); };
   rc = runEngine(f, sc, o, "MPI engine", onMpi, root, /*printRows=*/false, &mpi);
-  if (rc == 0 && root) {  // the same verdict on every process
-    EngineRuns shm{"shm", {}, {}}, inproc{"inproc", {}, {}};
-    rc = runShmAndInProcess(f, sc, &shm, &inproc);
-    if (rc == 0) printSummary(f, runOptionsFrom(f, sc), {shm, inproc, mpi});
+  if (root) {  // the same verdict on every process
+    std::vector<EngineRuns> engines;
+    if (rc == 0) rc = runShmAndInProcess(f, sc, &engines);
+    engines.push_back(mpi);
+    rc = writeJson(f, engines, rc == 0 ? printSummary(f, runOptionsFrom(f, sc), engines) : 0, rc);
     std::fflush(stdout);
   }
   sleepingBarrier();
@@ -141,10 +145,9 @@ int runShm(const RunFlags& f) {
   const std::string mpiLine = "MPI engine: not built (CMake found no MPI, so MOEDIST_WITH_MPI is OFF)";
 #endif
   printHeader(f, sc, mpiLine);
-  EngineRuns shm{"shm", {}, {}}, inproc{"inproc", {}, {}};
-  const int rc = runShmAndInProcess(f, sc, &shm, &inproc);
-  if (rc == 0) printSummary(f, runOptionsFrom(f, sc), {shm, inproc});
-  return rc;
+  std::vector<EngineRuns> engines;
+  const int rc = runShmAndInProcess(f, sc, &engines);
+  return writeJson(f, engines, rc == 0 ? printSummary(f, runOptionsFrom(f, sc), engines) : 0, rc);
 }
 
 }  // namespace moedist::tool

@@ -38,6 +38,11 @@ void put(std::string& out, double v) {
   put(out, fmt::format("{:.17g}", v));
 }
 
+void put(std::string& out, const std::vector<double>& values) {
+  put(out, static_cast<int64_t>(values.size()));
+  for (double v : values) put(out, v);
+}
+
 class Reader {
  public:
   explicit Reader(std::string_view in) : in_(in) {}
@@ -75,6 +80,14 @@ class Reader {
     char* end = nullptr;
     *out = std::strtod(f.c_str(), &end);
     return end == f.c_str() + f.size();
+  }
+  bool nums(std::vector<double>* out) {
+    int64_t n = 0;
+    if (!num(&n) || n < 0 || n > 1 << 24) return false;
+    out->resize(static_cast<size_t>(n));
+    for (double& v : *out)
+      if (!num(&v)) return false;
+    return true;
   }
   bool status(Status* out) {
     int64_t code = 0;
@@ -155,6 +168,9 @@ std::string encodeRunResult(const RunResult& r) {
     putStatus(out, k.combineStatus);
     put(out, k.dispatchSeconds);
     put(out, k.combineSeconds);
+    put(out, k.dispatchLayerSeconds);
+    put(out, k.combineLayerSeconds);
+    put(out, k.peakRssBytes);
   }
   put(out, static_cast<int64_t>(r.failures.size()));
   for (const std::string& f : r.failures) put(out, f);
@@ -176,7 +192,8 @@ bool decodeRunResult(std::string_view bytes, RunResult* out) {
     int64_t participates = 0;
     if (!in.num(&k.tpIdx) || !in.num(&k.epRank) || !in.num(&participates) || !in.num(&k.ownRows) ||
         !in.num(&k.totalRows) || !in.status(&k.dispatchStatus) || !in.status(&k.combineStatus) ||
-        !in.num(&k.dispatchSeconds) || !in.num(&k.combineSeconds))
+        !in.num(&k.dispatchSeconds) || !in.num(&k.combineSeconds) || !in.nums(&k.dispatchLayerSeconds) ||
+        !in.nums(&k.combineLayerSeconds) || !in.num(&k.peakRssBytes))
       return false;
     k.participates = participates != 0;
   }
@@ -201,10 +218,7 @@ RunResult mergeRunResults(int W, const std::vector<RunResult>& perProcess) {
     if (r.ranks.size() == 1) {
       const RankResult& k = r.ranks.front();
       job.ranks.push_back(k);
-      if (k.participates) {  // the slowest rank per call, as runScenario
-        job.dispatchSeconds = std::max(job.dispatchSeconds, k.dispatchSeconds);
-        job.combineSeconds = std::max(job.combineSeconds, k.combineSeconds);
-      }
+      addRankTimes(k, &job);  // the slowest rank per call, as runScenario
     } else {
       everyRankRan = false;
       RankResult k;

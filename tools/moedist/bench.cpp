@@ -1,0 +1,544 @@
+// `moedist bench` (bench.h). For each point of the sweep: write the problem for the baselines (bench_case.h), measure
+// the copy bandwidth, then run each engine and baseline as a child with the same shape, iterations and warm-up, read
+// its JSON, and turn the per-iteration times of the slowest rank into best / median / p99, GB/s, the fraction of the
+// copy bandwidth and the ratio to each baseline.
+#include "bench.h"
+
+#include <fmt/format.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "child.h"
+#include "copy_bandwidth.h"
+#include "run.h"
+
+namespace moedist::tool {
+
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+struct Shape {
+  int W, Bs, H, K, M;
+};
+
+// "256 or the largest M that divides": the largest multiple of W up to 256 (W itself when W > 256).
+int defaultExperts(int W) {
+  return W > 256 ? W : 256 / W * W;
+}
+
+struct Preset {
+  const char* name;
+  const char* what;
+  std::vector<Shape> shapes;
+};
+
+std::vector<Preset> presets() {
+  return {
+      {"decode",
+       "decode: Bs 128, H 7168, K 8, M 256 (or the largest multiple of W below), W 2, 4, 8",
+       {{2, 128, 7168, 8, 256}, {4, 128, 7168, 8, 256}, {8, 128, 7168, 8, 256}}},
+      {"prefill",
+       "prefill: Bs 512, H 7168, K 8, M 256, W 2, 4, 8",
+       {{2, 512, 7168, 8, 256}, {4, 512, 7168, 8, 256}, {8, 512, 7168, 8, 256}}},
+      {"seed",
+       "the seed example's shape without its special experts: W 8, Bs 8, H 7168, K 3, M 8",
+       {{8, 8, 7168, 3, 8}}},
+      {"scale",
+       "world sizes up to the contract's 768: Bs 8, H 1024, K 8, M = W",
+       {{8, 8, 1024, 8, 8}, {64, 8, 1024, 8, 64}, {256, 8, 1024, 8, 256}, {768, 8, 1024, 8, 768}}},
+  };
+}
+
+std::vector<Shape> shapesOf(const BenchFlags& f) {
+  if (!f.preset.empty()) {
+    for (const Preset& p : presets())
+      if (f.preset == p.name) return p.shapes;
+    throw std::invalid_argument(fmt::format("--preset: expected decode, prefill, seed or scale, got '{}'", f.preset));
+  }
+  std::vector<Shape> out;
+  for (int W : f.worldSizes)
+    for (int Bs : f.tokens)
+      for (int H : f.hiddens)
+        for (int K : f.topks)
+          for (int M : f.experts) out.push_back({W, Bs, H, K, M == 0 ? defaultExperts(W) : M});
+  return out;
+}
+
+bool builtWithMpi() {
+#if MOEDIST_TOOL_MPI
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::string selfPath() {
+  std::error_code ec;
+  const fs::path p = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? "moedist" : p.string();
+}
+
+bool runsOk(const std::vector<std::string>& argv) {
+  return runChild(argv, {}, "/dev/null", std::chrono::seconds(60)).exitCode == 0;
+}
+
+// The slowest rank of each iteration from per-rank per-iteration times.
+std::vector<double> slowestPerIteration(const json& perRank) {
+  std::vector<double> out;
+  for (const json& rank : perRank) {
+    const auto times = rank.get<std::vector<double>>();
+    if (out.size() < times.size()) out.resize(times.size(), 0.0);
+    for (size_t i = 0; i < times.size(); ++i) out[i] = std::max(out[i], times[i]);
+  }
+  return out;
+}
+
+// One engine's or baseline's figures at one point.
+struct Outcome {
+  std::string runner;
+  CallStats dispatch, combine;
+  std::vector<double> dispatchPerIteration, combinePerIteration;
+  int64_t dispatchBytes = 0, combineBytes = 0;
+  int64_t peakRssBytes = 0;  // summed over its processes
+  std::string check;         // "pass", "not checked", "fail: ...", "error: ..."
+  std::string command, log;
+};
+
+// Reads a runner's JSON: `moedist run --json` (engines[i], named `engine`) or a baseline's.
+void readOutcome(const json& doc, const std::string& engine, int warmup, bool referenceKernels, Outcome* o) {
+  if (doc.contains("engines")) {
+    for (const json& e : doc.at("engines")) {
+      if (e.at("name") != engine) continue;
+      const json& d = referenceKernels ? e.at("reference_kernels").at("dispatch") : e.at("dispatch");
+      const json& c = referenceKernels ? e.at("reference_kernels").at("combine") : e.at("combine");
+      o->dispatchPerIteration = d.at("slowest_rank_seconds_per_layer").get<std::vector<double>>();
+      o->combinePerIteration = c.at("slowest_rank_seconds_per_layer").get<std::vector<double>>();
+      o->dispatchBytes = e.at("dispatch_bytes");
+      o->combineBytes = e.at("combine_bytes");
+      int64_t rss = 0, processRss = 0;
+      for (const json& r : e.at("ranks")) rss += r.at("peak_rss_bytes").get<int64_t>();
+      processRss = doc.at("peak_rss_bytes");
+      // Ranks that are threads share their process: count it once.
+      o->peakRssBytes = engine == "inproc" ? processRss : rss;
+      o->check = doc.at("result");
+      o->dispatch = callStats(o->dispatchPerIteration, warmup);
+      o->combine = callStats(o->combinePerIteration, warmup);
+      return;
+    }
+    throw std::runtime_error("its JSON has no engine '" + engine + "'");
+  }
+  // A baseline: timed iterations only, per rank.
+  o->dispatchPerIteration = slowestPerIteration(doc.at("dispatch_seconds"));
+  o->combinePerIteration = slowestPerIteration(doc.at("combine_seconds"));
+  o->dispatchBytes = doc.at("dispatch_bytes");
+  o->combineBytes = doc.at("combine_bytes");
+  for (const json& r : doc.at("peak_rss_bytes")) o->peakRssBytes += r.get<int64_t>();
+  o->check = doc.at("check");
+  o->dispatch = callStats(o->dispatchPerIteration, 0);
+  o->combine = callStats(o->combinePerIteration, 0);
+}
+
+class Bench {
+ public:
+  explicit Bench(const BenchFlags& f) : f_(f), self_(selfPath()) {}
+
+  int run() {
+    const std::vector<Shape> shapes = shapesOf(f_);
+    if (!f_.writeCase.empty()) {
+      const Shape& s = shapes.front();
+      writeBenchCase({s.W, s.Bs, s.H, s.K, s.M, f_.seed}, f_.writeCase);
+      return 0;
+    }
+    chooseRunners();
+    work_ = f_.workDir.empty() ? fs::temp_directory_path() / fmt::format("moedist-bench-{}", ::getpid())
+                               : fs::path(f_.workDir);
+    fs::create_directories(work_);
+    printHeader();
+    json points = json::array();
+    bool allPassed = true;
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      const Shape& s = shapes[i];
+      json point = runPoint(s, i, shapes.size(), &allPassed);
+      points.push_back(point);
+      if (!f_.json.empty()) writeJson(points);  // after every point: a sweep cut short keeps what it measured
+    }
+    fmt::print("\n# {}\n", allPassed ? "every run passed its check against the reference model"
+                                     : "FAIL: a run did not pass its check (see the check column and the logs)");
+    fmt::print("# logs and cases: {}\n", work_.string());
+    if (f_.workDir.empty() && allPassed) fs::remove_all(work_);
+    return allPassed ? 0 : 1;
+  }
+
+ private:
+  void chooseRunners() {
+    for (const std::string& e : f_.engines)
+      if (e != "inproc" && e != "shm" && e != "mpi")
+        throw std::invalid_argument(fmt::format("--engines: expected inproc, shm or mpi, got '{}'", e));
+    for (const std::string& b : f_.baselines)
+      if (b != "mpi_pipeline" && b != "torch_pipeline" && b != "ref")
+        throw std::invalid_argument(
+            fmt::format("--baselines: expected mpi_pipeline, torch_pipeline or ref, got '{}'", b));
+    engines_ = f_.engines;
+    if (engines_.empty()) {
+      engines_ = {"inproc", "shm"};
+      if (builtWithMpi() && runsOk({f_.mpirun, "--version"})) engines_.push_back("mpi");
+    }
+    baselines_ = f_.baselines;
+    mpiPipeline_ = f_.mpiPipeline.empty() ? MOEDIST_BENCH_MPI_PIPELINE : f_.mpiPipeline;
+    torchPipeline_ = f_.torchPipeline.empty() ? MOEDIST_BENCH_TORCH_PIPELINE : f_.torchPipeline;
+    if (baselines_.empty()) {
+      if (!mpiPipeline_.empty() && fs::exists(mpiPipeline_) && runsOk({f_.mpirun, "--version"}))
+        baselines_.push_back("mpi_pipeline");
+      if (fs::exists(torchPipeline_) && runsOk({f_.python, "-c", "import torch"}))
+        baselines_.push_back("torch_pipeline");
+      baselines_.push_back("ref");
+    }
+  }
+
+  std::vector<std::string> mpiLauncher(int processes) const {
+    std::vector<std::string> argv{f_.mpirun, "-np", std::to_string(processes), "--oversubscribe"};
+    if (::geteuid() == 0) argv.push_back("--allow-run-as-root");
+    return argv;
+  }
+
+  std::vector<std::string> runArgs(const Shape& s, const std::string& engine, const fs::path& jsonPath,
+                                   bool withReferenceKernels) const {
+    std::vector<std::string> a{self_,
+                               "run",
+                               "--engine",
+                               engine,
+                               "-w",
+                               std::to_string(s.W),
+                               "-b",
+                               std::to_string(s.Bs),
+                               "--hidden",
+                               std::to_string(s.H),
+                               "-k",
+                               std::to_string(s.K),
+                               "-m",
+                               std::to_string(s.M),
+                               "--zero-experts",
+                               "0",
+                               "--copy-experts",
+                               "0",
+                               "--const-experts",
+                               "0",
+                               "--no-shared-expert-x",
+                               "--layers",
+                               std::to_string(f_.iterations),
+                               "--warmup",
+                               std::to_string(f_.warmup),
+                               "--seed",
+                               std::to_string(f_.seed),
+                               "--json",
+                               jsonPath.string()};
+    if (engine != "inproc") a.push_back("--engine-only");
+    if (!withReferenceKernels) a.push_back("--no-baseline");
+    if (f_.noCheck) a.push_back("--no-check");
+    return a;
+  }
+
+  std::vector<std::string> baselineArgs(const std::string& name, const Shape& s, const fs::path& caseDir,
+                                        const fs::path& jsonPath) const {
+    std::vector<std::string> a;
+    if (name == "mpi_pipeline") {
+      a = mpiLauncher(s.W);
+      a.push_back(mpiPipeline_);
+    } else {
+      a = {f_.python, torchPipeline_};
+    }
+    for (const std::string& x :
+         {std::string("--case"), caseDir.string(), std::string("--iterations"), std::to_string(f_.iterations),
+          std::string("--warmup"), std::to_string(f_.warmup), std::string("--json"), jsonPath.string()})
+      a.push_back(x);
+    if (f_.noCheck) a.push_back("--no-check");
+    return a;
+  }
+
+  // Runs argv, reads the JSON it wrote; the outcome says what went wrong instead of throwing.
+  Outcome runOne(const std::string& runner, const std::vector<std::string>& argv, const fs::path& jsonPath,
+                 const std::string& engine, bool referenceKernels, const std::string& logName) {
+    Outcome o;
+    o.runner = runner;
+    o.command = commandLine(argv);
+    o.log = (work_ / logName).string();
+    fs::remove(jsonPath);
+    const ChildResult r = runChild(argv, {}, o.log, std::chrono::seconds(f_.timeoutSeconds));
+    try {
+      std::ifstream in(jsonPath);
+      if (!in) throw std::runtime_error(r.error.empty() ? fmt::format("exit code {}, no JSON", r.exitCode) : r.error);
+      readOutcome(json::parse(in), engine, f_.warmup, referenceKernels, &o);
+    } catch (const std::exception& e) {
+      o.check = fmt::format("error: {} (log: {})", e.what(), o.log);
+    }
+    return o;
+  }
+
+  json runPoint(const Shape& s, size_t index, size_t count, bool* allPassed) {
+    const std::string where = fmt::format("W={} Bs={} H={} K={} M={}", s.W, s.Bs, s.H, s.K, s.M);
+    const fs::path dir = work_ / fmt::format("W{}_Bs{}_H{}_K{}_M{}", s.W, s.Bs, s.H, s.K, s.M);
+    fs::create_directories(dir);
+    const auto progress = [&](const std::string& what) {
+      fmt::print(stderr, "moedist bench: [{}/{}] {}: {}\n", index + 1, count, where, what);
+    };
+    const bool needCase =
+        std::any_of(baselines_.begin(), baselines_.end(), [](const std::string& b) { return b != "ref"; });
+    if (needCase) {
+      progress("writing the baselines' case");
+      writeBenchCase({s.W, s.Bs, s.H, s.K, s.M, f_.seed}, (dir / "case").string());
+    }
+    std::vector<Outcome> outcomes;
+    const bool wantRef = std::find(baselines_.begin(), baselines_.end(), "ref") != baselines_.end();
+    const auto skipped = [&](const std::string& runner) {
+      Outcome o;
+      o.runner = runner;
+      o.check = fmt::format("skipped: {} processes, more than --max-processes {}", s.W, f_.maxProcesses);
+      return o;
+    };
+    const bool tooMany = s.W > f_.maxProcesses;
+    for (const std::string& engine : engines_) {
+      if (engine != "inproc" && tooMany) {
+        outcomes.push_back(skipped(engine));
+        continue;
+      }
+      progress("engine " + engine);
+      const fs::path j = dir / (engine + ".json");
+      const bool withRef = engine == "inproc" && wantRef;
+      std::vector<std::string> argv = runArgs(s, engine, j, withRef);
+      if (engine == "mpi") {
+        std::vector<std::string> launched = mpiLauncher(s.W);
+        launched.insert(launched.end(), argv.begin(), argv.end());
+        argv = launched;
+      }
+      outcomes.push_back(runOne(engine, argv, j, engine, false, engine + ".log"));
+      if (withRef) {
+        Outcome ref = outcomes.back();
+        try {
+          std::ifstream in(j);
+          readOutcome(json::parse(in), engine, f_.warmup, true, &ref);
+          ref.runner = "ref";
+        } catch (const std::exception& e) {
+          ref.runner = "ref";
+          ref.check = fmt::format("error: {}", e.what());
+        }
+        refOutcome_ = ref;
+      }
+    }
+    for (const std::string& b : baselines_) {
+      if (b == "ref") {
+        if (refOutcome_) outcomes.push_back(*refOutcome_);
+        refOutcome_.reset();
+        continue;
+      }
+      if (tooMany) {
+        outcomes.push_back(skipped(b));
+        continue;
+      }
+      progress("baseline " + b);
+      const fs::path j = dir / (b + ".json");
+      outcomes.push_back(runOne(b, baselineArgs(b, s, dir / "case", j), j, "", false, b + ".log"));
+    }
+    progress("copy bandwidth");
+    const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    int64_t bytes = 0;
+    for (const Outcome& o : outcomes) bytes = std::max(bytes, o.dispatchBytes);
+    const double copyGBs = copyBandwidthGBs(std::max<double>(static_cast<double>(bytes), 64e6), threads);
+    printPoint(s, outcomes, copyGBs);
+    for (const Outcome& o : outcomes)
+      if (o.check != "pass" && o.check != "not checked" && o.check.rfind("skipped", 0) != 0) *allPassed = false;
+    return pointJson(s, outcomes, copyGBs, threads);
+  }
+
+  const Outcome* find(const std::vector<Outcome>& outcomes, const std::string& runner) const {
+    for (const Outcome& o : outcomes)
+      if (o.runner == runner && o.dispatch.median > 0) return &o;
+    return nullptr;
+  }
+
+  void printHeader() const {
+    fmt::print("# moedist bench: {}\n", f_.preset.empty() ? "shapes from the command line" : presetWhat());
+    fmt::print("# engines: {}; baselines: {}\n", fmt::join(engines_, ", "), fmt::join(baselines_, ", "));
+    fmt::print(
+        "# time per call of the slowest rank over {} iterations after {} warm-up: best, median and p99 (ms)\n"
+        "# bytes: every (token, expert) row that dispatch delivers, and that combine returns, x H x 2 bytes, all ranks;"
+        "\n# GB/s = bytes / median time; 'x copy' = that over memcpy's GB/s measured at the point with one thread per "
+        "core;\n# 'x <baseline>' = the baseline's median time over this runner's (above 1: this runner is faster); "
+        "peak = resident memory, summed over processes\n",
+        f_.iterations, f_.warmup);
+    fmt::print("# {:>4} {:>4} {:>5} {:>2} {:>4}  {:<15} {:<8} {:>9} {:>8} {:>8} {:>8} {:>7} {:>6}", "W", "Bs", "H", "K",
+               "M", "runner", "op", "bytes", "best", "median", "p99", "GB/s", "x copy");
+    for (const std::string& b : baselines_) fmt::print(" {:>8}", "x " + shortName(b));
+    fmt::print(" {:>8}  {}\n", "peak MB", "check");
+  }
+
+  std::string presetWhat() const {
+    for (const Preset& p : presets())
+      if (f_.preset == p.name) return std::string("preset ") + p.what;
+    return f_.preset;
+  }
+
+  static std::string shortName(const std::string& runner) {
+    if (runner == "mpi_pipeline") return "mpi-pipe";
+    if (runner == "torch_pipeline") return "torch";
+    return runner;
+  }
+
+  void printPoint(const Shape& s, const std::vector<Outcome>& outcomes, double copyGBs) const {
+    for (const Outcome& o : outcomes) {
+      for (const bool dispatch : {true, false}) {
+        const CallStats& st = dispatch ? o.dispatch : o.combine;
+        const int64_t bytes = dispatch ? o.dispatchBytes : o.combineBytes;
+        const double gbs = st.median > 0 ? static_cast<double>(bytes) / st.median / 1e9 : 0;
+        fmt::print(
+            "  {:>4} {:>4} {:>5} {:>2} {:>4}  {:<15} {:<8} {:>8.2f}M {:>8.3f} {:>8.3f} {:>8.3f} {:>7.2f} {:>6.2f}", s.W,
+            s.Bs, s.H, s.K, s.M, o.runner, dispatch ? "dispatch" : "combine", static_cast<double>(bytes) / 1e6,
+            st.best * 1e3, st.median * 1e3, st.p99 * 1e3, gbs, copyGBs > 0 ? gbs / copyGBs : 0);
+        for (const std::string& b : baselines_) {
+          const Outcome* base = find(outcomes, b);
+          const double t = base ? (dispatch ? base->dispatch.median : base->combine.median) : 0;
+          if (t > 0 && st.median > 0 && b != o.runner)
+            fmt::print(" {:>7.2f}x", t / st.median);
+          else
+            fmt::print(" {:>8}", "-");
+        }
+        fmt::print(" {:>8.0f}  {}\n", static_cast<double>(o.peakRssBytes) / 1e6, dispatch ? o.check : "");
+      }
+    }
+    fmt::print("  {:>4} {:>4} {:>5} {:>2} {:>4}  {:<15} memcpy GB/s {:.2f}\n", s.W, s.Bs, s.H, s.K, s.M, "copy",
+               copyGBs);
+    std::fflush(stdout);
+  }
+
+  static json statsJson(const CallStats& s, const std::vector<double>& perIteration) {
+    return {{"best_seconds", s.best},
+            {"median_seconds", s.median},
+            {"p99_seconds", s.p99},
+            {"slowest_rank_seconds_per_iteration", perIteration}};
+  }
+
+  json pointJson(const Shape& s, const std::vector<Outcome>& outcomes, double copyGBs, int copyThreads) const {
+    json runners = json::array();
+    for (const Outcome& o : outcomes) {
+      json r = {{"runner", o.runner},
+                {"dispatch", statsJson(o.dispatch, o.dispatchPerIteration)},
+                {"combine", statsJson(o.combine, o.combinePerIteration)},
+                {"dispatch_bytes", o.dispatchBytes},
+                {"combine_bytes", o.combineBytes},
+                {"peak_rss_bytes", o.peakRssBytes},
+                {"check", o.check},
+                {"command", o.command}};
+      for (const bool dispatch : {true, false}) {
+        const CallStats& st = dispatch ? o.dispatch : o.combine;
+        const int64_t bytes = dispatch ? o.dispatchBytes : o.combineBytes;
+        json& op = r[dispatch ? "dispatch" : "combine"];
+        op["gb_per_second"] = st.median > 0 ? static_cast<double>(bytes) / st.median / 1e9 : 0;
+        op["fraction_of_copy"] =
+            st.median > 0 && copyGBs > 0 ? static_cast<double>(bytes) / st.median / 1e9 / copyGBs : 0;
+        for (const std::string& b : baselines_) {
+          const Outcome* base = find(outcomes, b);
+          const double t = base ? (dispatch ? base->dispatch.median : base->combine.median) : 0;
+          if (t > 0 && st.median > 0 && b != o.runner) op["speedup_over_" + b] = t / st.median;
+        }
+      }
+      runners.push_back(r);
+    }
+    return {{"world_size", s.W},
+            {"tokens", s.Bs},
+            {"hidden", s.H},
+            {"topk", s.K},
+            {"experts", s.M},
+            {"copy_bandwidth_gbs", copyGBs},
+            {"copy_threads", copyThreads},
+            {"runners", runners}};
+  }
+
+  void writeJson(const json& points) const {
+    utsname u{};
+    ::uname(&u);
+    std::string cpu;
+    std::ifstream cpuinfo("/proc/cpuinfo");
+    for (std::string line; std::getline(cpuinfo, line);)
+      if (line.rfind("model name", 0) == 0) {
+        cpu = line.substr(line.find(':') + 2);
+        break;
+      }
+    const json doc = {
+        {"tool", "moedist bench"},
+        {"git_revision", gitRevision()},
+        {"machine",
+         {{"system", u.sysname},
+          {"release", u.release},
+          {"arch", u.machine},
+          {"cpu", cpu},
+          {"cores", std::thread::hardware_concurrency()}}},
+        {"compiler", __VERSION__},
+        {"build_type", MOEDIST_BUILD_TYPE},
+        {"options",
+         {{"preset", f_.preset},
+          {"engines", engines_},
+          {"baselines", baselines_},
+          {"iterations", f_.iterations},
+          {"warmup", f_.warmup},
+          {"check", !f_.noCheck},
+          {"seed", f_.seed}}},
+        {"method",
+         "time per call of the slowest rank (each rank meets the others at a barrier before each call); bytes: every "
+         "(token, expert) row delivered by dispatch / returned to combine, x H x 2 bytes, all ranks; GB/s = bytes / "
+         "median time; fraction_of_copy = GB/s / memcpy GB/s with one thread per core at the same point; "
+         "speedup_over_<baseline> = the baseline's median time / this runner's"},
+        {"points", points}};
+    std::ofstream out(f_.json);
+    out << doc.dump(1) << "\n";
+    if (!out) throw std::runtime_error("--json: cannot write " + f_.json);
+  }
+
+  static std::string gitRevision() {
+    const std::string cmd = fmt::format("git -C '{}' describe --always --dirty 2>/dev/null", MOEDIST_SOURCE_DIR);
+    std::string out;
+    if (FILE* p = ::popen(cmd.c_str(), "r")) {
+      char buf[128];
+      while (std::fgets(buf, sizeof buf, p)) out += buf;
+      ::pclose(p);
+    }
+    while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+    return out.empty() ? "unknown" : out;
+  }
+
+  const BenchFlags& f_;
+  std::string self_;
+  fs::path work_;
+  std::vector<std::string> engines_, baselines_;
+  std::string mpiPipeline_, torchPipeline_;
+  std::optional<Outcome> refOutcome_;
+};
+
+}  // namespace
+
+int runBench(const BenchFlags& flags) {
+  try {
+    return Bench(flags).run();
+  } catch (const std::invalid_argument& e) {
+    fmt::print(stderr, "moedist bench: {}\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "moedist bench: {}\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace moedist::tool
