@@ -118,6 +118,10 @@ struct OutputShapes {
   int64_t expandScales = 0;          // A
   int64_t H = 0;                     // combine: yOut, xOut (Bs, 1, H) ((Bs, H): CombineV3/V2), rstdOut (Bs, 1, 1)
   int64_t Bs = 0;                    // local tokens, as queried
+  // The CANN window (HCCL_BUFFSIZE) the operators require of every communicator for these shapes, in bytes:
+  // 2*(maxBs*W*L*Align512(Align32(2H)+44) + maxBs*(K+S)*Align512(2H)) (commAlg "fullmesh_v2": ceil(y/480)*512 for
+  // Align512(y)). Set HCCL_BUFFSIZE to at least ceil(windowBytes / 2^20) (MB).
+  int64_t windowBytes = 0;
 };
 
 }  // namespace moedist

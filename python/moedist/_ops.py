@@ -65,6 +65,7 @@ OutputShapes = collections.namedtuple(
         "expand_scales",
         "h",
         "bs",
+        "window_bytes",  # the CANN window (HCCL_BUFFSIZE) every communicator needs: >= ceil(window_bytes / 2**20) MB
     ],
 )
 OutputShapes.__doc__ = "The output lengths of a call on one rank (moedist::OutputShapes)."
@@ -220,6 +221,7 @@ def _shapes(ranks, attrs, bs, h, k, elastic):
         s["expandScales"],
         s["H"],
         s["Bs"],
+        s["windowBytes"],
     )
 
 

@@ -262,6 +262,7 @@ py::dict outputShapesOf(const py::tuple& rankTuple, const py::dict& attrs, int64
   out["expandScales"] = s.expandScales;
   out["H"] = s.H;
   out["Bs"] = s.Bs;
+  out["windowBytes"] = s.windowBytes;
   return out;
 }
 

@@ -76,6 +76,8 @@ def test_output_shapes():
     assert s.expand_x_rows == s.a and s.assist_info_for_combine == s.a * 128 and s.expand_scales == s.a
     assert s.ep_recv_counts == 4 * 2 and s.tp_recv_counts == 0 and s.h == H and s.bs == 16
     assert s.a >= 16 * 2  # every token may pick both local experts of one rank... at least Bs*K rows from itself
+    # L 2, maxBs 16: 2 * (16 * 4 * 2 * Align512(Align32(2048) + 44) + 16 * 2 * Align512(2048)) = 2 * (327680 + 65536)
+    assert s.window_bytes == 786432
     with pytest.raises(moedist.Error, match="moeExpertNum") as e:
         moedist.output_shapes(4, 1, 7, bs=16, h=H, k=2)
     assert e.value.code == 561002

@@ -364,6 +364,7 @@ Status outputShapes(const char* fn, const RankAttrs& rk, const MoeAttrs& a, cons
   s.expandScales = g.A;
   s.H = g.H;
   s.Bs = g.Bs;
+  s.windowBytes = requiredWindowBytes(g, a.commAlg == "fullmesh_v2");
   *out = s;
   return okStatus();
 }

@@ -119,6 +119,20 @@ TEST(OutputShapes, MoeRank) {
   expectShapes(s, {56, 2, 1, 8}, 1, 1056, 7);
 }
 
+TEST(OutputShapes, WindowBytes) {
+  // W 8, M 256: L 32; Bs 128 = maxBs; H 7168; K 8; S 0. A slot is Align512(Align32(2 * 7168) + 44) = Align512(14380)
+  // = 14848 bytes, a combine row Align512(14336) = 14336: 2 * (128 * 8 * 32 * 14848 + 128 * 8 * 14336) = 1002438656.
+  OutputShapes s;
+  ASSERT_TRUE(outputShapes({8, 0, 0, 0}, attrs(256), {128, 7168, 8, false}, &s).ok());
+  EXPECT_EQ(s.windowBytes, 1002438656);
+  // fullmesh_v2 rounds y up to whole 480-byte blocks of 512: ceil(14380 / 480) = ceil(14336 / 480) = 30, 15360 bytes:
+  // 2 * (128 * 8 * 32 * 15360 + 128 * 8 * 15360) = 1038090240.
+  MoeAttrs fullmesh = attrs(256);
+  fullmesh.commAlg = "fullmesh_v2";
+  ASSERT_TRUE(outputShapes({8, 0, 0, 0}, fullmesh, {128, 7168, 8, false}, &s).ok());
+  EXPECT_EQ(s.windowBytes, 1038090240);
+}
+
 TEST(OutputShapes, SharedExpertRanks) {
   // W 6, S 1 on Srank 2: R = 2, L = 8 / (6 - 2) = 2, Bs 7, globalBs 42, maxBs 7.
   // Shared rank: A = maxBs * ceil(W / R) = 7 * 3 = 21, one local expert, epRecvCounts W = 6.

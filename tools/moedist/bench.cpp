@@ -23,6 +23,7 @@
 
 #include "child.h"
 #include "copy_bandwidth.h"
+#include "moedist/ops.h"
 #include "run.h"
 
 namespace moedist::tool {
@@ -91,6 +92,16 @@ std::string selfPath() {
   std::error_code ec;
   const fs::path p = fs::read_symlink("/proc/self/exe", ec);
   return ec ? "moedist" : p.string();
+}
+
+// The HCCL_BUFFSIZE (MB) the operators need for a shape (the shape query's windowBytes), at least CANN's default 200.
+int64_t windowMb(const Shape& s) {
+  MoeAttrs attrs;
+  attrs.moeExpertNum = s.M;
+  OutputShapes shapes;
+  if (Status st = outputShapes({s.W, 0, 0, 0}, attrs, {s.Bs, s.H, s.K, false}, &shapes); !st.ok())
+    throw std::invalid_argument(st.message());
+  return std::max<int64_t>(200, (shapes.windowBytes + (int64_t{1} << 20) - 1) >> 20);
 }
 
 bool runsOk(const std::vector<std::string>& argv) {
@@ -272,13 +283,13 @@ class Bench {
 
   // Runs argv, reads the JSON it wrote; the outcome says what went wrong instead of throwing.
   Outcome runOne(const std::string& runner, const std::vector<std::string>& argv, const fs::path& jsonPath,
-                 const std::string& engine, bool referenceKernels, const std::string& logName) {
+                 const std::string& engine, bool referenceKernels, const std::map<std::string, std::string>& env) {
     Outcome o;
     o.runner = runner;
     o.command = commandLine(argv);
-    o.log = (work_ / logName).string();
+    o.log = fs::path(jsonPath).replace_extension(".log").string();
     fs::remove(jsonPath);
-    const ChildResult r = runChild(argv, {}, o.log, std::chrono::seconds(f_.timeoutSeconds));
+    const ChildResult r = runChild(argv, env, o.log, std::chrono::seconds(f_.timeoutSeconds));
     try {
       std::ifstream in(jsonPath);
       if (!in) throw std::runtime_error(r.error.empty() ? fmt::format("exit code {}, no JSON", r.exitCode) : r.error);
@@ -302,6 +313,11 @@ class Bench {
       progress("writing the baselines' case");
       writeBenchCase({s.W, s.Bs, s.H, s.K, s.M, f_.seed}, (dir / "case").string());
     }
+    // The operators' window: HCCL_BUFFSIZE from the environment when it is set, else what the shape needs.
+    std::map<std::string, std::string> env;
+    const char* userWindow = std::getenv("HCCL_BUFFSIZE");
+    const std::string window = userWindow != nullptr ? userWindow : std::to_string(windowMb(s));
+    if (userWindow == nullptr) env["HCCL_BUFFSIZE"] = window;
     std::vector<Outcome> outcomes;
     const bool wantRef = std::find(baselines_.begin(), baselines_.end(), "ref") != baselines_.end();
     const auto skipped = [&](const std::string& runner) {
@@ -325,7 +341,7 @@ class Bench {
         launched.insert(launched.end(), argv.begin(), argv.end());
         argv = launched;
       }
-      outcomes.push_back(runOne(engine, argv, j, engine, false, engine + ".log"));
+      outcomes.push_back(runOne(engine, argv, j, engine, false, env));
       if (withRef) {
         Outcome ref = outcomes.back();
         try {
@@ -351,7 +367,7 @@ class Bench {
       }
       progress("baseline " + b);
       const fs::path j = dir / (b + ".json");
-      outcomes.push_back(runOne(b, baselineArgs(b, s, dir / "case", j), j, "", false, b + ".log"));
+      outcomes.push_back(runOne(b, baselineArgs(b, s, dir / "case", j), j, "", false, env));
     }
     progress("copy bandwidth");
     const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -361,7 +377,9 @@ class Bench {
     printPoint(s, outcomes, copyGBs);
     for (const Outcome& o : outcomes)
       if (o.check != "pass" && o.check != "not checked" && o.check.rfind("skipped", 0) != 0) *allPassed = false;
-    return pointJson(s, outcomes, copyGBs, threads);
+    json point = pointJson(s, outcomes, copyGBs, threads);
+    point["hccl_buffsize_mb"] = std::stoll(window);
+    return point;
   }
 
   const Outcome* find(const std::vector<Outcome>& outcomes, const std::string& runner) const {
