@@ -55,30 +55,60 @@ class DispatchRun {
   DispatchRun(RankContext& ctx, const DispatchCall& call, const Geometry& geo, const Topology& topo)
       : ctx_(ctx), engine_(*ctx.engine), a_(*call.args), op_(call.op), geo_(geo), topo_(topo) {}
 
-  // Every participant's header: its send-block offsets (W*L + 1 words), then its output capacity in rows.
-  std::span<const int32_t> peerOffsets(int peer) const {
+  // Every participant's header (headerWords below): its send-block offsets (W*L + 1 words), then its output
+  // capacity in rows, then the most rows it sends to one MoE rank and to one shared-expert rank.
+  static constexpr size_t kCapacityWord = 0, kMaxToMoeWord = 1, kMaxToSharedWord = 2, kTailWords = 3;
+  std::span<const int32_t> peerWords(int peer) const {
     auto words = headerWords<int32_t>(engine_.peerHeader(peer));
-    MOEDIST_CHECK(words.size() == static_cast<size_t>(topo_.W * topo_.L + 2));
-    return words.first(words.size() - 1);
+    MOEDIST_CHECK(words.size() == static_cast<size_t>(topo_.W * topo_.L + 1) + kTailWords);
+    return words;
   }
-  int32_t peerCapacity(int peer) const { return headerWords<int32_t>(engine_.peerHeader(peer)).back(); }
+  std::span<const int32_t> peerOffsets(int peer) const {
+    return peerWords(peer).first(peerWords(peer).size() - kTailWords);
+  }
+  int32_t peerTail(int peer, size_t word) const {
+    auto words = peerWords(peer);
+    return words[words.size() - kTailWords + word];
+  }
 
   // Every rank checks every receiver's capacity from the headers, so all reach the same verdict before any row
-  // moves (SPEC leaves expandX unchecked with tpWorldSize 0).
+  // moves (SPEC leaves expandX unchecked with tpWorldSize 0). In O(W): the sum over the sources of the most rows
+  // each sends to one rank of a kind bounds what any rank of that kind receives; only when that bound exceeds the
+  // smallest capacity of the kind (a caller's expandX below A, or ids repeated within a token) is every receiver
+  // counted exactly, in O(W^2).
   Status checkCapacities() const {
-    const int64_t L = topo_.L;
+    int64_t toMoe = 0, toShared = 0;
+    int64_t minMoeCap = INT64_MAX, minSharedCap = INT64_MAX;
+    for (int peer : topo_.participants) {
+      toMoe += peerTail(peer, kMaxToMoeWord);
+      toShared += peerTail(peer, kMaxToSharedWord);
+    }
     for (int64_t d = 0; d < topo_.W; ++d) {
-      int64_t rows = 0;
-      for (int peer : topo_.participants) {
-        auto offsets = peerOffsets(peer);
-        rows += offsets[static_cast<size_t>((d + 1) * L)] - offsets[static_cast<size_t>(d * L)];
-      }
+      const int64_t cap = peerTail(topo_.physical[static_cast<size_t>(d)], kCapacityWord);
+      int64_t& minCap = topo_.isSharedRank(d) ? minSharedCap : minMoeCap;
+      minCap = std::min(minCap, cap);
+    }
+    if (toMoe <= minMoeCap && toShared <= minSharedCap) return okStatus();
+    return checkCapacitiesExactly();
+  }
+
+  // The rows each receiver gets, counted; the first one over its capacity fails the call.
+  Status checkCapacitiesExactly() const {
+    const int64_t L = topo_.L;
+    std::vector<int64_t> rows(static_cast<size_t>(topo_.W), 0);
+    for (int peer : topo_.participants) {
+      auto offsets = peerOffsets(peer);
+      for (int64_t d = 0; d < topo_.W; ++d)
+        rows[static_cast<size_t>(d)] += offsets[static_cast<size_t>((d + 1) * L)] - offsets[static_cast<size_t>(d * L)];
+    }
+    for (int64_t d = 0; d < topo_.W; ++d) {
       const int dPeer = topo_.physical[static_cast<size_t>(d)];
-      if (rows > peerCapacity(dPeer))
+      const int32_t capacity = peerTail(dPeer, kCapacityWord);
+      if (rows[static_cast<size_t>(d)] > capacity)
         return Status(StatusCode::kInvalidArgument,
                       fmt::format("{}: rank {} receives {} rows, but its expandX, dynamicScales or "
                                   "assistInfoForCombine has room for {} (the capacity A of a rank is {})",
-                                  toString(op_), dPeer, rows, peerCapacity(dPeer), geo_.A));
+                                  toString(op_), dPeer, rows[static_cast<size_t>(d)], capacity, geo_.A));
     }
     return okStatus();
   }
@@ -307,7 +337,15 @@ Status dispatch(RankContext& ep, RankContext* tp, const DispatchCall& call, std:
     // The rows this rank can receive: what expandX, dynamicScales and assistInfoForCombine hold.
     int64_t capacity = std::min(a.expandX.dim(0), a.assistInfoForCombine.numel() / 3);
     if (a.quantMode == 2) capacity = std::min(capacity, a.dynamicScales.dim(0));
-    const int32_t words[1] = {static_cast<int32_t>(std::min<int64_t>(capacity, INT32_MAX))};
+    // The most rows this rank sends to one MoE rank and to one shared-expert rank (DispatchRun::checkCapacities).
+    int32_t toMoe = 0, toShared = 0;
+    for (int64_t d = 0; d < topo.W; ++d) {
+      const int32_t rows =
+          plan.blockOffsets[static_cast<size_t>((d + 1) * topo.L)] - plan.blockOffsets[static_cast<size_t>(d * topo.L)];
+      int32_t& most = topo.isSharedRank(d) ? toShared : toMoe;
+      most = std::max(most, rows);
+    }
+    const int32_t words[3] = {static_cast<int32_t>(std::min<int64_t>(capacity, INT32_MAX)), toMoe, toShared};
     header.append(std::span<const int32_t>(plan.blockOffsets));
     header.append(std::span<const int32_t>(words));
   }

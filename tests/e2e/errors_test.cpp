@@ -268,6 +268,23 @@ TEST(DataErrors, ReceiverWithoutRoomFailsEveryRank) {
   expectDispatchFailsEverywhere(runScenario(small(), o), StatusCode::kInvalidArgument, 2, "rank 2 receives");
 }
 
+// The other side of the check: an expandX below the capacity A that still holds every row the rank receives is
+// accepted (every rank counts that receiver's rows exactly), and the outputs are the reference model's.
+TEST(DataErrors, ReceiverWithJustEnoughRoomSucceeds) {
+  const Scenario sc = small();
+  ref::DispatchOutputs want;
+  ASSERT_FALSE(ref::dispatch(sc.config(), sc.makeDispatchInputs(), &want).has_value());
+  const int64_t rows = want[0][2].numRows;
+  RunOptions o;
+  o.editDispatch = [&](int, int epRank, DispatchArgs& d) {
+    if (epRank != 2) return;
+    ASSERT_LT(rows, d.expandX.dim(0));  // below A, so that the exact count decides
+    d.expandX = TensorView(d.expandX.data(), d.expandX.dtype(), {rows, d.expandX.dim(1)});
+  };
+  const RunResult r = runScenario(sc, o);
+  EXPECT_TRUE(r.ok()) << r.summary();
+}
+
 TEST(Deadlines, RankThatNeverArrivesIsNamed) {
   RunOptions o;
   o.timeout = std::chrono::milliseconds(1000);  // generous: the other calls must still meet under sanitizers
