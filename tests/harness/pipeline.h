@@ -36,7 +36,9 @@ struct RunOptions {
   bool syncBeforeEachOp = true;  // a thread barrier before each operator (for timing); false lets calls overlap
   // runScenarioRank: where the ranks meet when syncBeforeEachOp (an MPI_Barrier over the job, say); empty: nowhere.
   std::function<void()> rankBarrier;
-  bool check = true;  // compare with the reference model
+  bool check = true;                 // compare with the reference model
+  bool checkFirstLayerOnly = false;  // with check: only the first layer's outputs (timing runs: the checks between
+                                     // layers stretch the next layer's calls, see `moedist run --check-layers`)
   // runScenarioRank on a shared-memory communicator: x and the expert rows that combine returns live in the rank's
   // segment (moedist::shmAllocate), so the operators publish them without a staging copy (moedist/shm.h).
   bool tensorsInSegment = false;

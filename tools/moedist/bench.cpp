@@ -257,7 +257,9 @@ class Bench {
                                "--seed",
                                std::to_string(f_.seed),
                                "--json",
-                               jsonPath.string()};
+                               jsonPath.string(),
+                               "--check-layers",
+                               "first"};
     if (engine != "inproc") a.push_back("--engine-only");
     if (!withReferenceKernels) a.push_back("--no-baseline");
     if (f_.noCheck) a.push_back("--no-check");

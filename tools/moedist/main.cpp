@@ -56,6 +56,12 @@ int main(int argc, char** argv) {
   runCmd->add_option("--warmup", f.warmup, "untimed dispatch + combine repetitions before the timed ones")
       ->capture_default_str();
   runCmd->add_option("--json", f.json, "write every figure, the configuration and the verdict to this file as JSON");
+  runCmd
+      ->add_option("--check-layers", f.checkLayers,
+                   "compare every layer's outputs with the reference model, or the first layer's only (for timing: "
+                   "the checks between layers slow the calls that follow them)")
+      ->check(CLI::IsMember({"all", "first"}))
+      ->capture_default_str();
   runCmd->add_flag("--engine-only", f.engineOnly,
                    "--engine mpi or shm: run that engine only, without the in-process engine side by side");
   runCmd->add_option("--kernel-threads", f.kernelThreads, "kernel threads per rank")->capture_default_str();

@@ -61,6 +61,7 @@ RunOptions runOptionsFrom(const RunFlags& f, const Scenario& sc) {
   o.warmupDispatch = !sc.removedRanks.empty();  // as the seed example: the full world first, then the survivors
   o.stridedInputs = f.strided;
   o.check = !f.noCheck;
+  o.checkFirstLayerOnly = f.checkLayers == "first";
   return o;
 }
 
@@ -144,9 +145,12 @@ double printSummary(const RunFlags& f, const RunOptions& o, const std::vector<En
     fmt::print("\n");
   };
   fmt::print("\nmatch: {}{}\n",
-             o.check ? "every output of every rank is bit-identical to the reference model, and every byte the "
-                       "operators must not write is untouched"
-                     : "not checked (--no-check)",
+             !o.check                ? "not checked (--no-check)"
+             : o.checkFirstLayerOnly ? "every output of every rank in the first layer is bit-identical to the "
+                                       "reference model, and every byte the operators must not write is untouched "
+                                       "(--check-layers first)"
+                                     : "every output of every rank is bit-identical to the reference model, and every "
+                                       "byte the operators must not write is untouched",
              o.check && engines.size() > 1 ? ", on every engine" : "");
   fmt::print("\ntime per call (slowest rank, best of {} layer(s){}):\n", f.layers,
              f.warmup > 0 ? fmt::format(" after {} warm-up layer(s)", f.warmup) : "");
@@ -236,6 +240,7 @@ int writeJson(const RunFlags& f, const std::vector<EngineRuns>& engines, double 
                                  {"timeout_ms", f.timeoutMs},
                                  {"seed", f.seed},
                                  {"check", !f.noCheck},
+                                 {"check_layers", f.checkLayers},
                                  {"shm_staging", f.shmStaging}};
   nlohmann::json engineList = nlohmann::json::array();
   for (const EngineRuns& e : engines) engineList.push_back(engineJson(f, e));
