@@ -104,6 +104,21 @@ int64_t windowMb(const Shape& s) {
   return std::max<int64_t>(200, (shapes.windowBytes + (int64_t{1} << 20) - 1) >> 20);
 }
 
+// MemAvailable of /proc/meminfo in bytes (0 when unknown).
+int64_t availableMemoryBytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  for (std::string key; meminfo >> key;) {
+    int64_t kb = 0;
+    meminfo >> kb;
+    if (key == "MemAvailable:") return kb * 1024;
+    meminfo.ignore(64, '\n');
+  }
+  return 0;
+}
+
+// A PyTorch process of torch_pipeline holds about this much (measured: 250 MB at W 64, H 1024 on torch 1.13).
+constexpr int64_t kTorchProcessBytes = int64_t{300} << 20;
+
 bool runsOk(const std::vector<std::string>& argv) {
   return runChild(argv, {}, "/dev/null", std::chrono::seconds(60)).exitCode == 0;
 }
@@ -229,37 +244,22 @@ class Bench {
 
   std::vector<std::string> runArgs(const Shape& s, const std::string& engine, const fs::path& jsonPath,
                                    bool withReferenceKernels) const {
-    std::vector<std::string> a{self_,
-                               "run",
-                               "--engine",
-                               engine,
-                               "-w",
-                               std::to_string(s.W),
-                               "-b",
-                               std::to_string(s.Bs),
-                               "--hidden",
-                               std::to_string(s.H),
-                               "-k",
-                               std::to_string(s.K),
-                               "-m",
-                               std::to_string(s.M),
-                               "--zero-experts",
-                               "0",
-                               "--copy-experts",
-                               "0",
-                               "--const-experts",
-                               "0",
-                               "--no-shared-expert-x",
-                               "--layers",
-                               std::to_string(f_.iterations),
-                               "--warmup",
-                               std::to_string(f_.warmup),
-                               "--seed",
-                               std::to_string(f_.seed),
-                               "--json",
-                               jsonPath.string(),
-                               "--check-layers",
-                               "first"};
+    std::vector<std::string> a{self_, "run", "--engine", engine, "--json", jsonPath.string()};
+    for (const char* fixed : {"--zero-experts", "0", "--copy-experts", "0", "--const-experts", "0",
+                              "--no-shared-expert-x", "--check-layers", "first"})
+      a.push_back(fixed);
+    a.push_back("--seed");
+    a.push_back(std::to_string(f_.seed));
+    for (const auto& [flag, value] : {std::pair<const char*, int>{"-w", s.W},
+                                      {"-b", s.Bs},
+                                      {"--hidden", s.H},
+                                      {"-k", s.K},
+                                      {"-m", s.M},
+                                      {"--layers", f_.iterations},
+                                      {"--warmup", f_.warmup}}) {
+      a.push_back(flag);
+      a.push_back(std::to_string(value));
+    }
     if (engine != "inproc") a.push_back("--engine-only");
     if (!withReferenceKernels) a.push_back("--no-baseline");
     if (f_.noCheck) a.push_back("--no-check");
@@ -365,6 +365,15 @@ class Bench {
       }
       if (tooMany) {
         outcomes.push_back(skipped(b));
+        continue;
+      }
+      const int64_t available = availableMemoryBytes();
+      if (b == "torch_pipeline" && available > 0 && s.W * kTorchProcessBytes > available * 3 / 4) {
+        Outcome o;
+        o.runner = b;
+        o.check = fmt::format("skipped: {} PyTorch processes need about {} MB, more than 3/4 of the {} MB available",
+                              s.W, s.W * kTorchProcessBytes >> 20, available >> 20);
+        outcomes.push_back(o);
         continue;
       }
       progress("baseline " + b);
