@@ -24,10 +24,10 @@ struct RunFlags {
   std::string engine = "inproc";  // inproc, mpi or shm
   std::vector<int> removeRanks;
   int layers = 3, kernelThreads = 1, timeoutMs = 120000;
-  int warmup = 0;           // untimed layers before the timed ones
-  bool engineOnly = false;  // --engine mpi / shm: without the in-process run side by side
+  int warmup = 0;                   // untimed layers before the timed ones
+  bool engineOnly = false;          // --engine mpi / shm: without the in-process run side by side
   std::string checkLayers = "all";  // which layers are compared with the reference model: all or first
-  std::string json;         // --json FILE: every figure, the configuration and the verdict
+  std::string json;                 // --json FILE: every figure, the configuration and the verdict
   uint64_t seed = 1;
 };
 
