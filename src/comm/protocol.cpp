@@ -34,6 +34,10 @@ uint64_t hashRanks(std::span<const int> ranks) {
 }
 
 int Call::slotOf(int rank) const {
+  // Sorted and unique (checkOpen): when they run from 0 to n - 1, every rank takes part and its slot is its rank.
+  // That is the common case, and core looks slots up per peer and per event, so it takes no search.
+  const int n = static_cast<int>(participants.size());
+  if (n > 0 && participants.front() == 0 && participants.back() == n - 1) return rank >= 0 && rank < n ? rank : -1;
   auto it = std::lower_bound(participants.begin(), participants.end(), rank);
   if (it == participants.end() || *it != rank) return -1;
   return static_cast<int>(it - participants.begin());
