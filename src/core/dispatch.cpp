@@ -64,7 +64,8 @@ class DispatchRun {
     return words;
   }
   std::span<const int32_t> peerOffsets(int peer) const {
-    return peerWords(peer).first(peerWords(peer).size() - kTailWords);
+    auto words = peerWords(peer);
+    return words.first(words.size() - kTailWords);
   }
   int32_t peerTail(int peer, size_t word) const {
     auto words = peerWords(peer);

@@ -156,11 +156,12 @@ void readOutcome(const json& doc, const std::string& engine, int warmup, bool re
       o->combinePerIteration = c.at("slowest_rank_seconds_per_layer").get<std::vector<double>>();
       o->dispatchBytes = e.at("dispatch_bytes");
       o->combineBytes = e.at("combine_bytes");
-      int64_t rss = 0, processRss = 0;
-      for (const json& r : e.at("ranks")) rss += r.at("peak_rss_bytes").get<int64_t>();
-      processRss = doc.at("peak_rss_bytes");
-      // Ranks that are threads share their process: count it once.
-      o->peakRssBytes = engine == "inproc" ? processRss : rss;
+      // Ranks that are threads share their process: count it once; else sum the ranks' processes.
+      o->peakRssBytes = 0;
+      if (engine == "inproc")
+        o->peakRssBytes = doc.at("peak_rss_bytes");
+      else
+        for (const json& r : e.at("ranks")) o->peakRssBytes += r.at("peak_rss_bytes").get<int64_t>();
       o->check = doc.at("result");
       o->dispatch = callStats(o->dispatchPerIteration, warmup);
       o->combine = callStats(o->combinePerIteration, warmup);
@@ -283,21 +284,27 @@ class Bench {
     return a;
   }
 
-  // Runs argv, reads the JSON it wrote; the outcome says what went wrong instead of throwing.
+  // Runs argv, reads the JSON it wrote; the outcome says what went wrong instead of throwing. With `reference`,
+  // the same JSON's reference-kernel run (moedist run without --no-baseline) fills it as runner "ref".
   Outcome runOne(const std::string& runner, const std::vector<std::string>& argv, const fs::path& jsonPath,
-                 const std::string& engine, bool referenceKernels, const std::map<std::string, std::string>& env) {
+                 const std::string& engine, const std::map<std::string, std::string>& env,
+                 Outcome* reference = nullptr) {
     Outcome o;
     o.runner = runner;
     o.command = commandLine(argv);
     o.log = fs::path(jsonPath).replace_extension(".log").string();
+    if (reference != nullptr) *reference = o, reference->runner = "ref";
     fs::remove(jsonPath);
     const ChildResult r = runChild(argv, env, o.log, std::chrono::seconds(f_.timeoutSeconds));
     try {
       std::ifstream in(jsonPath);
       if (!in) throw std::runtime_error(r.error.empty() ? fmt::format("exit code {}, no JSON", r.exitCode) : r.error);
-      readOutcome(json::parse(in), engine, f_.warmup, referenceKernels, &o);
+      const json doc = json::parse(in);
+      readOutcome(doc, engine, f_.warmup, false, &o);
+      if (reference != nullptr) readOutcome(doc, engine, f_.warmup, true, reference);
     } catch (const std::exception& e) {
       o.check = fmt::format("error: {} (log: {})", e.what(), o.log);
+      if (reference != nullptr) reference->check = o.check;
     }
     return o;
   }
@@ -321,6 +328,7 @@ class Bench {
     const std::string window = userWindow != nullptr ? userWindow : std::to_string(windowMb(s));
     if (userWindow == nullptr) env["HCCL_BUFFSIZE"] = window;
     std::vector<Outcome> outcomes;
+    std::optional<Outcome> ref;  // the reference kernels, from the in-process engine's run
     const bool wantRef = std::find(baselines_.begin(), baselines_.end(), "ref") != baselines_.end();
     const auto skipped = [&](const std::string& runner) {
       Outcome o;
@@ -343,24 +351,11 @@ class Bench {
         launched.insert(launched.end(), argv.begin(), argv.end());
         argv = launched;
       }
-      outcomes.push_back(runOne(engine, argv, j, engine, false, env));
-      if (withRef) {
-        Outcome ref = outcomes.back();
-        try {
-          std::ifstream in(j);
-          readOutcome(json::parse(in), engine, f_.warmup, true, &ref);
-          ref.runner = "ref";
-        } catch (const std::exception& e) {
-          ref.runner = "ref";
-          ref.check = fmt::format("error: {}", e.what());
-        }
-        refOutcome_ = ref;
-      }
+      outcomes.push_back(runOne(engine, argv, j, engine, env, withRef ? &ref.emplace() : nullptr));
     }
     for (const std::string& b : baselines_) {
       if (b == "ref") {
-        if (refOutcome_) outcomes.push_back(*refOutcome_);
-        refOutcome_.reset();
+        if (ref) outcomes.push_back(*ref);
         continue;
       }
       if (tooMany) {
@@ -378,7 +373,7 @@ class Bench {
       }
       progress("baseline " + b);
       const fs::path j = dir / (b + ".json");
-      outcomes.push_back(runOne(b, baselineArgs(b, s, dir / "case", j), j, "", false, env));
+      outcomes.push_back(runOne(b, baselineArgs(b, s, dir / "case", j), j, "", env));
     }
     progress("copy bandwidth");
     const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -553,7 +548,6 @@ class Bench {
   fs::path work_;
   std::vector<std::string> engines_, baselines_;
   std::string mpiPipeline_, torchPipeline_;
-  std::optional<Outcome> refOutcome_;
 };
 
 }  // namespace
