@@ -4,7 +4,8 @@
 // rows packed by destination rank in token then top-k slot order, MPI_Alltoallv of their expert ids and of the bf16
 // rows) and a combine (MPI_Alltoallv of the expert outputs back, then the weighted sum, residual add and RmsNorm in
 // the exact order and roundings of docs/operators/combine_add_rms_norm.md, "Numerics"); between the two, untimed,
-// the stand-in expert FFN of the README. Each timed call starts after a barrier, and each rank times its own.
+// the stand-in expert FFN of the README. Each timed call starts and ends with a
+// barrier (no rank's untimed work takes a core from a peer still inside it), and each rank times its own.
 // After the last iteration every rank compares its outputs bit for bit with the case's expected files, rank 0
 // gathers the times, peak resident sets and the first difference, and writes the runner JSON of the README
 // ("Runner output") to --json FILE or to stdout. Rank 0 also prints "mpi_pipeline: check <result>" (to stdout
@@ -468,11 +469,13 @@ int run(int argc, char** argv) {
     const double t0 = MPI_Wtime();
     pipeline.dispatch();
     const double t1 = MPI_Wtime();
+    MPI_Barrier(comm);  // as moedist run: no rank's expert work competes with a peer still in dispatch
     pipeline.expert();
     MPI_Barrier(comm);
     const double t2 = MPI_Wtime();
     pipeline.combine();
     const double t3 = MPI_Wtime();
+    MPI_Barrier(comm);
     if (it >= warmup) {
       dispatchSeconds.push_back(t1 - t0);
       combineSeconds.push_back(t3 - t2);

@@ -13,7 +13,8 @@ torch.distributed over gloo, one process per rank, on the problem of a case dire
   in the exact order and roundings of docs/operators/combine_add_rms_norm.md, "Numerics", so that the outputs are
   bit-identical to the reference model's, which the case holds.
 
-Each iteration meets at a barrier before dispatch and before combine; each rank times its own dispatch and combine.
+Each iteration meets at a barrier before and after dispatch and combine (so that no rank's untimed work takes a core
+from a peer still inside a timed call); each rank times its own dispatch and combine.
 After the timed iterations the last iteration's xOut, rstdOut and yOut are checked bit for bit against the case.
 
 Run it with Debian's interpreter (the one that sees python3-torch):
@@ -238,11 +239,13 @@ def rank_main(rank, cfg):
         t0 = time.perf_counter()
         rows, ids, route = dispatch(data["x"], data["expert_ids"], experts_per_rank, w)
         t1 = time.perf_counter()
+        dist.barrier()  # as moedist run: no rank's expert work competes with a peer still in dispatch
         expert_rows = expert_ffn(rows, ids, experts_per_rank)
         dist.barrier()
         t2 = time.perf_counter()
         x_out, rstd, y = combine(expert_rows, route, data["expert_scales"], data["residual_x"], data["gamma"], eps)
         t3 = time.perf_counter()
+        dist.barrier()
         if it >= cfg["warmup"]:
             dispatch_s.append(t1 - t0)
             combine_s.append(t3 - t2)

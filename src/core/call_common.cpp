@@ -1,6 +1,7 @@
 #include "core/call_common.h"
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -92,6 +93,14 @@ Status failTogether(Operator op, RankContext& ep, RankContext* tp, bool tpFirst,
   if (participants) (void)joinWithError(op, ep, *participants, error);
   if (withTp && !tpFirst) (void)joinWithError(op, *tp, pair, error);
   return error;
+}
+
+bool streamOutput(size_t bytes) {
+  static const size_t threshold = [] {
+    const long llc = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    return llc > 0 ? static_cast<size_t>(llc) / 4 : size_t{8} << 20;
+  }();
+  return bytes > threshold;
 }
 
 }  // namespace moedist::core

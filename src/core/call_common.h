@@ -33,6 +33,11 @@ Status bindWorkspace(Operator op, RankContext& ctx, const Ledger& ledger, std::s
 Status failTogether(Operator op, RankContext& ep, RankContext* tp, bool tpFirst, const TensorView& elasticInfo,
                     const Status& error);
 
+// Whether a call that writes `bytes` of rows should write them with kernels' streamRow (around the caches): when
+// they would not fit in a quarter of the last-level cache (8 MB where its size is unknown), so keeping them cached
+// would only evict other data and cost a read for ownership per line.
+bool streamOutput(size_t bytes);
+
 // Bytes [offset, offset + bytes) of a peer's region: a pointer into the peer's memory when the engine maps it,
 // else a copy made with read() into `buffer` (which must hold `bytes`). A failed read is recorded in *status (an
 // earlier error is never overwritten by a later success).

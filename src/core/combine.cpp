@@ -279,27 +279,38 @@ class CombineRun {
                                                             static_cast<size_t>(rowIdx_[slot]) * scaleBytes
                                                       : fetched.scaleAt[slot]);
     };
+    // The slots' rows of token t as the kernel reads them (nullptr: no row): in place, or dequantized into `local`.
+    auto rowsOf = [&](int64_t t, const uint16_t** rows, uint16_t* local) {
+      for (int64_t k = 0; k < KS; ++k) {
+        const size_t slot = static_cast<size_t>(t * KS + k);
+        rows[k] = nullptr;
+        if (rowPeer_[slot] < 0) continue;
+        const std::byte* src = rowOf(slot);
+        if (quant) {
+          ctx_.kernels->commDequantRow(reinterpret_cast<const int8_t*>(src), scalesOf(slot), H, local + k * H);
+          rows[k] = local + k * H;
+        } else {
+          rows[k] = reinterpret_cast<const uint16_t*>(src);
+        }
+      }
+    };
     auto work = [&](int64_t b, int64_t e) {
       std::vector<float> scratch(static_cast<size_t>(H));
-      std::vector<const uint16_t*> rows(static_cast<size_t>(KS));
+      // This token's rows and, for the kernel to prefetch, the next active token's (peers' rows in place only).
+      std::vector<const uint16_t*> rows(static_cast<size_t>(KS)), next(static_cast<size_t>(KS));
       std::vector<float> weights(static_cast<size_t>(KS), 0.0f);
       std::vector<uint16_t> local(quant ? static_cast<size_t>(KS * H) : 0);  // dequantized rows (commQuantMode 2)
-      for (int64_t t = b; t < e; ++t) {
-        if (!plan.activeToken[static_cast<size_t>(t)]) continue;
-        for (int64_t k = 0; k < KS; ++k) {
-          const size_t slot = static_cast<size_t>(t * KS + k);
-          if (k < K) weights[static_cast<size_t>(k)] = in_.weights[static_cast<size_t>(t * K + k)];
-          rows[static_cast<size_t>(k)] = nullptr;
-          if (rowPeer_[slot] < 0) continue;
-          const std::byte* src = rowOf(slot);
-          if (quant) {
-            uint16_t* mine = local.data() + k * H;
-            ctx_.kernels->commDequantRow(reinterpret_cast<const int8_t*>(src), scalesOf(slot), H, mine);
-            rows[static_cast<size_t>(k)] = mine;
-          } else {
-            rows[static_cast<size_t>(k)] = reinterpret_cast<const uint16_t*>(src);
-          }
-        }
+      auto nextActive = [&](int64_t t) {
+        while (t < e && !plan.activeToken[static_cast<size_t>(t)]) ++t;
+        return t;
+      };
+      bool haveNext = false;  // `rows` already holds token t's rows: they were the previous token's `next`
+      for (int64_t t = nextActive(b), u; t < e; t = u) {
+        u = nextActive(t + 1);
+        if (!haveNext) rowsOf(t, rows.data(), local.data());
+        haveNext = !quant && u < e;
+        if (haveNext) rowsOf(u, next.data(), nullptr);
+        for (int64_t k = 0; k < K; ++k) weights[static_cast<size_t>(k)] = in_.weights[static_cast<size_t>(t * K + k)];
         kernels::CombineTokenArgs args;
         args.h = H;
         args.numSlots = static_cast<int>(KS);
@@ -321,7 +332,9 @@ class CombineRun {
         args.xOut = a_.xOut.ptr<uint16_t>() + t * H;
         args.yOut = addNorm ? a_.yOut.ptr<uint16_t>() + t * H : nullptr;
         args.rstdOut = addNorm ? a_.rstdOut.ptr<float>() + t : nullptr;
+        args.nextRows = haveNext ? next.data() : nullptr;
         ctx_.kernels->combineToken(args);
+        if (haveNext) std::swap(rows, next);
       }
     };
     ctx_.pool.parallelFor(geo_.Bs, 4, work);

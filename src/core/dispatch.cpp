@@ -145,6 +145,8 @@ class DispatchRun {
     auto* triples = a_.assistInfoForCombine.ptr<int32_t>();
     float* dynScales = quant ? a_.dynamicScales.ptr<float>() : nullptr;
     const int64_t moeBase = S + (topo_.self - topo_.Srank) * topo_.L;  // smooth-scale row of local expert 0
+    const int64_t n = static_cast<int64_t>(rows_.size());
+    const bool stream = streamOutput(static_cast<size_t>(n) * outRowBytes);
 
     Status status;
     // Output row `row` from its slot and its source's x row (the row's one copy, or its quantization).
@@ -152,7 +154,11 @@ class DispatchRun {
       const RowSource& src = rows_[static_cast<size_t>(row)];
       std::byte* dst = out + row * outRowBytes;
       if (!quant) {
-        std::memcpy(dst, x, xRowBytes);
+        if (stream) {
+          ctx_.kernels->streamRow(dst, x, xRowBytes);
+        } else {
+          std::memcpy(dst, x, xRowBytes);
+        }
       } else {
         const float* smooth = nullptr;
         if (engine_.peerRegionBytes(src.peer, kRegionScales) > 0) {
@@ -167,7 +173,6 @@ class DispatchRun {
       triples[3 * row + 1] = ref.t;
       triples[3 * row + 2] = ref.k;
     };
-    const int64_t n = static_cast<int64_t>(rows_.size());
     if (engine_.mapped()) {  // peers' memory in place, from the kernel threads
       ctx_.pool.parallelFor(n, 16, [&](int64_t begin, int64_t end) {
         for (int64_t row = begin; row < end; ++row) {
@@ -277,8 +282,14 @@ Status tpAllGather(RankContext& tp, const DispatchCall& call, const Geometry& ge
   Status status;
   auto* dst = static_cast<std::byte*>(a.expandX.data()) + numOwn * rowBytes;
   if (const std::byte* src = engine.peerRegion(peer, 0)) {
+    const bool stream = streamOutput(static_cast<size_t>(numPeer) * rowBytes);
     tp.pool.parallelFor(numPeer, 64, [&](int64_t b, int64_t e) {
-      std::memcpy(dst + b * rowBytes, src + b * rowBytes, static_cast<size_t>(e - b) * rowBytes);
+      const size_t bytes = static_cast<size_t>(e - b) * rowBytes;
+      if (stream) {
+        tp.kernels->streamRow(dst + b * rowBytes, src + b * rowBytes, bytes);
+      } else {
+        std::memcpy(dst + b * rowBytes, src + b * rowBytes, bytes);
+      }
     });
   } else {
     status = engine.read(peer, 0, 0, dst, static_cast<size_t>(numPeer) * rowBytes);

@@ -6,6 +6,7 @@
 // Rows of 2-byte floats are passed as uint16_t bit patterns.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string_view>
 
@@ -52,6 +53,10 @@ struct CombineTokenArgs {
   uint16_t* xOut = nullptr;  // [h]
   uint16_t* yOut = nullptr;  // [h]
   float* rstdOut = nullptr;  // [1]
+  // Optional: the rows of the token to be combined next ([numSlots], nullptr entries allowed), which the vectorized
+  // kernels prefetch block by block while they reduce this token, so that reading peers' rows from memory overlaps
+  // the arithmetic. Changes no result.
+  const uint16_t* const* nextRows = nullptr;
 };
 
 struct KernelTable {
@@ -70,6 +75,11 @@ struct KernelTable {
 
   // SPEC 3.3-3.4: weighted sum of one token's slots, shared terms, residual add and RmsNorm.
   void (*combineToken)(const CombineTokenArgs& args);
+
+  // memcpy for rows the caller will not read back soon (dispatch's expandX when a call's rows outgrow the caches):
+  // the vectorized x86 kernels store around the caches (non-temporal stores, fenced before returning), so each
+  // byte costs one write to memory instead of a read for ownership and a write. The same bytes as memcpy.
+  void (*streamRow)(void* dst, const void* src, size_t bytes);
 };
 
 // The registered tables: "ref" (scalar reference) and "cpu" (vectorized). Unknown names give nullptr.

@@ -32,7 +32,7 @@ TEST(Sequence, HundredLayersWithoutBarriers) {
   sc.cfg.maskDims = 2;
   RunOptions o;
   o.layers = 100;
-  o.syncBeforeEachOp = false;
+  o.syncAroundEachOp = false;
   const RunResult r = runScenario(sc, o);
   EXPECT_TRUE(r.ok()) << r.summary();
 }
@@ -44,7 +44,7 @@ TEST(Sequence, HundredLayersTpPairsWithoutBarriers) {
   sc.cfg.quantMode = 2;
   RunOptions o;
   o.layers = 100;
-  o.syncBeforeEachOp = false;
+  o.syncAroundEachOp = false;
   const RunResult r = runScenario(sc, o);
   EXPECT_TRUE(r.ok()) << r.summary();
 }
@@ -55,7 +55,7 @@ TEST(Sequence, LayersAfterScaleInWithWarmup) {
   RunOptions o;
   o.warmupDispatch = true;
   o.layers = 20;
-  o.syncBeforeEachOp = false;
+  o.syncAroundEachOp = false;
   const RunResult r = runScenario(sc, o);
   EXPECT_TRUE(r.ok()) << r.summary();
 }
@@ -70,7 +70,7 @@ TEST(Sequence, CannApiLayersAfterScaleInWithWarmup) {
   o.api = Api::kCann;
   o.warmupDispatch = true;
   o.layers = 20;
-  o.syncBeforeEachOp = false;
+  o.syncAroundEachOp = false;
   const RunResult r = runScenario(sc, o);
   EXPECT_TRUE(r.ok()) << r.summary();
 }
@@ -82,7 +82,7 @@ TEST(Sequence, CannApiHundredLayersTpPairs) {
   RunOptions o;
   o.api = Api::kCann;
   o.layers = 100;
-  o.syncBeforeEachOp = false;
+  o.syncAroundEachOp = false;
   const RunResult r = runScenario(sc, o);
   EXPECT_TRUE(r.ok()) << r.summary();
 }

@@ -292,7 +292,7 @@ void buildRank(const Prepared& p, const RunOptions& options, int g, int e, RankD
 }
 
 // How one rank reaches the operators (the C++ API with its communicators, or the CANN API on its stream), and
-// where the ranks meet before each operator when options.syncBeforeEachOp.
+// where the ranks meet before each operator when options.syncAroundEachOp.
 struct RankCalls {
   std::function<Status(const DispatchArgs&)> dispatch;
   std::function<Status(const CombineArgs&)> combine;
@@ -366,7 +366,7 @@ void runRank(const Prepared& p, const RunOptions& options, RankData& r, const Ra
   out.participates = r.participates;
   const std::string who = label(r);
   auto barrier = [&] {
-    if (options.syncBeforeEachOp && calls.barrier) calls.barrier();
+    if (options.syncAroundEachOp && calls.barrier) calls.barrier();
   };
   auto fillDispatchOutputs = [&] {
     fill(r.expandX), fill(r.dynamicScales), fill(r.assist), fill(r.tokenNums), fill(r.epRecv), fill(r.tpRecv),
@@ -407,6 +407,7 @@ void runRank(const Prepared& p, const RunOptions& options, RankData& r, const Ra
         checker.expectUntouched(w + "tpRecvCounts", r.tpRecv.data(), 0, r.tpRecv.size());
       }
     }
+    barrier();  // no rank's FFN or checks compete for the cores with a peer still inside the call
     const bool checkLayer = options.check && (layer == 0 || !options.checkFirstLayerOnly);
     if (ok && checkLayer) {
       const std::string w = where + " dispatch ";
@@ -438,12 +439,16 @@ void runRank(const Prepared& p, const RunOptions& options, RankData& r, const Ra
     fill(r.yOut), fill(r.rstd), fill(r.xOut);
     barrier();
     const bool skipC = options.skipCombine && options.skipCombine(r.tpIdx, r.epRank);
-    if (r.participates && ok && !skipC) {
+    const bool combined = r.participates && ok && !skipC;
+    if (combined) {
       const auto t0 = std::chrono::steady_clock::now();
       out.combineStatus = calls.combine(c);
       const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       out.combineSeconds = layer == 0 ? sec : std::min(out.combineSeconds, sec);
       out.combineLayerSeconds.push_back(sec);
+    }
+    barrier();
+    if (combined) {
       if (!out.combineStatus.ok()) {
         checker.fail(where + ": combine: " + out.combineStatus.toString());
         const std::string w = where + " combine failed but half-written ";
@@ -473,12 +478,21 @@ void runRank(const Prepared& p, const RunOptions& options, RankData& r, const Ra
   }
 }
 
+// The bytes of every tensor a rank hands the operators, at the shapes the contract asks the caller for.
+int64_t tensorBytes(const RankData& r) {
+  const auto bytes = [](const auto&... v) { return (static_cast<int64_t>(v.size() * sizeof(v[0])) + ...); };
+  return bytes(r.x, r.ids, r.elastic, r.mask, r.scales, r.expandX, r.dynamicScales, r.expandScales, r.assist, r.epRecv,
+               r.tpRecv, r.tokenNums, r.ffnRows, r.residual, r.gamma, r.sharedX, r.oriX, r.alpha1, r.alpha2, r.constV,
+               r.yOut, r.xOut, r.weights, r.rstd);
+}
+
 // The end of a run: what the rank threads threw, the checker's failures, and the totals over result->ranks.
 void finish(const Prepared& p, const std::vector<RankData>& ranks, const std::vector<std::string>& errors,
             Checker& checker, RunResult* result) {
   for (size_t i = 0; i < errors.size(); ++i)
     if (!errors[i].empty()) checker.fail(label(ranks[i]) + ": " + errors[i]);
   result->failures = checker.take();
+  for (const RankData& r : ranks) result->tensorBytes += tensorBytes(r);
   for (RankResult& r : result->ranks) {
     r.peakRssBytes = peakRssBytes();
     if (!r.participates) continue;

@@ -30,11 +30,13 @@ struct RunOptions {
   int kernelThreads = 1;  // C++ API only (the CANN API takes it from MOEDIST_KERNEL_THREADS)
   std::string kernels;    // CommOptions::kernels: "" (default), "cpu" or "ref"
   std::chrono::milliseconds timeout{120000};
-  int layers = 1;                // dispatch -> FFN -> combine repeated on the same communicators, each one checked
-  bool warmupDispatch = false;   // one extra dispatch of all ranks without elasticInfo first (the seed example)
-  bool stridedInputs = false;    // pass the inputs as strided (non-contiguous) views
-  bool syncBeforeEachOp = true;  // a thread barrier before each operator (for timing); false lets calls overlap
-  // runScenarioRank: where the ranks meet when syncBeforeEachOp (an MPI_Barrier over the job, say); empty: nowhere.
+  int layers = 1;               // dispatch -> FFN -> combine repeated on the same communicators, each one checked
+  bool warmupDispatch = false;  // one extra dispatch of all ranks without elasticInfo first (the seed example)
+  bool stridedInputs = false;   // pass the inputs as strided (non-contiguous) views
+  // Ranks meet before and after each operator (for timing: no rank's FFN or checks take a core from a peer still
+  // inside the call); false lets calls overlap.
+  bool syncAroundEachOp = true;
+  // runScenarioRank: where the ranks meet when syncAroundEachOp (an MPI_Barrier over the job, say); empty: nowhere.
   std::function<void()> rankBarrier;
   bool check = true;                 // compare with the reference model
   bool checkFirstLayerOnly = false;  // with check: only the first layer's outputs (timing runs: the checks between
@@ -87,6 +89,9 @@ struct RunResult {
   std::vector<double> combineLayerSeconds;
   int64_t dispatchBytes = 0;  // payload bytes written by all ranks' dispatch (one layer)
   int64_t combineBytes = 0;   // payload bytes read back by all ranks' combine (one layer)
+  // The bytes of the tensors the ranks of this process handed the operators (inputs, outputs and combine's expandX,
+  // at the shapes the contract asks for): the memory a caller must have, to compare the peak resident set with.
+  int64_t tensorBytes = 0;
   bool ok() const { return failures.empty(); }
   std::string summary() const;  // failures, one per line
 };

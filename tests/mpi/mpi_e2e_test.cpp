@@ -208,7 +208,7 @@ struct PathCase {
   std::string name;
   std::optional<std::string> shm;  // MOEDIST_MPI_SHM
   bool tp;                         // TP pairs: W = processes / 2
-  bool sync;                       // syncBeforeEachOp: false lets the layers' calls overlap
+  bool sync;                       // syncAroundEachOp: false lets the layers' calls overlap
 };
 
 void PrintTo(const PathCase& c, std::ostream* os) {
@@ -242,7 +242,7 @@ TEST_P(MpiLayers, ThreeLayersMatchReference) {
     sc.cfg.commQuantMode = 2;
   RunOptions o = mpiOptions();
   o.layers = 3;
-  o.syncBeforeEachOp = c.sync;
+  o.syncAroundEachOp = c.sync;
   o.kernelThreads = 2;
   expectMatches(sc, runHere(sc, o, c.shm));
 }

@@ -143,7 +143,7 @@ TEST_P(ShmLayers, ThreeLayersMatchReference) {
     sc.cfg.commQuantMode = 2;
   RunOptions o = shmOptions();
   o.layers = 3;
-  o.syncBeforeEachOp = c.sync;
+  o.syncAroundEachOp = c.sync;
   o.kernelThreads = 2;
   expectMatches(sc, runScenarioShm(sc, o));
 }

@@ -196,7 +196,7 @@ Scenario scaleInScenario(int W, int removed) {
 std::string scaleInLines(const Communicator& ep, int W, int removed) {
   RunOptions o;
   o.timeout = kDeadline;
-  o.syncBeforeEachOp = false;
+  o.syncAroundEachOp = false;
   const RunResult r = runScenarioRank(scaleInScenario(W, removed), o, 0, ep.rank(), ep, nullptr);
   std::string summary = r.summary();
   return line("scalein.ok", r.ok() && r.ranks.size() == 1 ? "1" : "0") + line("scalein.failures", summary);

@@ -29,7 +29,7 @@ Scenario base(int W) {
 void soak(const Scenario& sc) {
   RunOptions o;
   o.layers = soakLayers();
-  o.syncBeforeEachOp = false;
+  o.syncAroundEachOp = false;
   o.kernelThreads = 2;
   const RunResult r = runScenario(sc, o);
   EXPECT_TRUE(r.ok()) << sc.describe() << "\n" << r.summary();

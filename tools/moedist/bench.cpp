@@ -141,6 +141,7 @@ struct Outcome {
   std::vector<double> dispatchPerIteration, combinePerIteration;
   int64_t dispatchBytes = 0, combineBytes = 0;
   int64_t peakRssBytes = 0;  // summed over its processes
+  int64_t tensorBytes = 0;   // in-process runner: the bytes of the tensors handed to the operators (0: not known)
   std::string check;         // "pass", "not checked", "fail: ...", "error: ..."
   std::string command, log;
 };
@@ -162,6 +163,7 @@ void readOutcome(const json& doc, const std::string& engine, int warmup, bool re
         o->peakRssBytes = doc.at("peak_rss_bytes");
       else
         for (const json& r : e.at("ranks")) o->peakRssBytes += r.at("peak_rss_bytes").get<int64_t>();
+      o->tensorBytes = e.value("tensor_bytes", int64_t{0});
       o->check = doc.at("result");
       o->dispatch = callStats(o->dispatchPerIteration, warmup);
       o->combine = callStats(o->combinePerIteration, warmup);
@@ -464,6 +466,7 @@ class Bench {
                 {"dispatch_bytes", o.dispatchBytes},
                 {"combine_bytes", o.combineBytes},
                 {"peak_rss_bytes", o.peakRssBytes},
+                {"tensor_bytes", o.tensorBytes},
                 {"check", o.check},
                 {"command", o.command}};
       for (const bool dispatch : {true, false}) {

@@ -168,6 +168,12 @@ double printSummary(const RunFlags& f, const RunOptions& o, const std::vector<En
     }
   }
   fmt::print("  memcpy bandwidth measured in this run with {} threads: {:.2f} GB/s\n", threads, copyGBs);
+  for (const EngineRuns& e : engines)
+    if (e.run.tensorBytes > 0)
+      fmt::print(
+          "\nmemory: peak resident set {:.0f} MB; the tensors the ranks of this process hand the operators, at "
+          "the contract's shapes: {:.0f} MB\n",
+          static_cast<double>(testing::peakRssBytes()) / 1e6, static_cast<double>(e.run.tensorBytes) / 1e6);
   fmt::print("\nresult: PASS\n");
   return copyGBs;
 }
@@ -200,6 +206,7 @@ nlohmann::json engineJson(const RunFlags& f, const EngineRuns& e) {
                         {"combine_bytes", e.run.combineBytes},
                         {"ranks", ranks},
                         {"failures", e.run.failures}};
+  if (e.run.tensorBytes > 0) out["tensor_bytes"] = e.run.tensorBytes;  // ranks in this process only
   if (!f.noBaseline && !e.base.dispatchLayerSeconds.empty())
     out["reference_kernels"] = {{"dispatch", statsJson(e.base.dispatchLayerSeconds, f.warmup)},
                                 {"combine", statsJson(e.base.combineLayerSeconds, f.warmup)}};

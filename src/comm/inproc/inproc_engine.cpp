@@ -4,9 +4,12 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <thread>
 #include <utility>
 
 #include "comm/protocol.h"
@@ -15,12 +18,19 @@ namespace moedist::comm::inproc {
 
 namespace {
 
+// How long a rank polls its mailbox, yielding the core in between, before it sleeps: when the ranks outnumber the
+// cores, a peer that is about to post gets the core at once and the answer comes without a sleep and a wake-up.
+constexpr auto kSpin = std::chrono::microseconds(20);
+
 struct Mailbox {
   std::mutex mu;
   std::condition_variable cv;
   std::vector<Event> events;
   size_t wakeAt = 1;    // the owner sleeps until this many events are here (Call::awaiting)
   bool urgent = false;  // a kAbandon is here
+  // events.size() and urgent, for the owner's spin, which reads them without the lock.
+  std::atomic<size_t> count{0};
+  std::atomic<bool> anyUrgent{false};
 };
 
 struct Group {
@@ -72,6 +82,8 @@ class InprocTransport final : public Transport {
         std::lock_guard<std::mutex> lock(box.mu);
         box.events.push_back(event);  // the header is shared, the region addresses are valid in every thread
         if (event.kind == EventKind::kAbandon) box.urgent = true;
+        box.count.store(box.events.size(), std::memory_order_release);
+        box.anyUrgent.store(box.urgent, std::memory_order_release);
         wake = box.urgent || box.events.size() >= box.wakeAt;
       }
       if (wake) box.cv.notify_one();  // one wake per wait, not one per event
@@ -81,13 +93,20 @@ class InprocTransport final : public Transport {
 
   void poll(const Call* call, Clock::time_point until, const std::function<void(Event&&)>& deliver) override {
     Mailbox& box = group_->boxes[static_cast<size_t>(rank_)];
+    const size_t want = call != nullptr ? static_cast<size_t>(std::max(call->awaiting, 1)) : 1;
+    const Clock::time_point spinEnd = std::min(until, Clock::now() + kSpin);
+    while (box.count.load(std::memory_order_acquire) < want && !box.anyUrgent.load(std::memory_order_acquire) &&
+           Clock::now() < spinEnd)
+      std::this_thread::yield();
     {
       std::unique_lock<std::mutex> lock(box.mu);
-      box.wakeAt = call != nullptr ? static_cast<size_t>(std::max(call->awaiting, 1)) : 1;
+      box.wakeAt = want;
       box.cv.wait_until(lock, until, [&] { return box.urgent || box.events.size() >= box.wakeAt; });
       box.wakeAt = 1;
       box.urgent = false;
       incoming_.swap(box.events);
+      box.count.store(0, std::memory_order_relaxed);
+      box.anyUrgent.store(false, std::memory_order_relaxed);
     }
     for (Event& e : incoming_) deliver(std::move(e));
     incoming_.clear();

@@ -17,9 +17,14 @@
 // tests run every one. -ffp-contract=off (project-wide) keeps the compiler from fusing multiplies and adds.
 #include <algorithm>
 #include <bit>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <vector>
+
+#if defined(__x86_64__)
+#include <emmintrin.h>
+#endif
 
 #include "kernels/cpu/cpu_numeric.h"
 #include "kernels/cpu/cpu_variants.h"
@@ -421,6 +426,17 @@ MOEDIST_INLINE void addChunkSums(float* __restrict sqE, float* __restrict sqO, i
   for (; c < chunks; ++c) ms = ms + l1[c];
 }
 
+// Prefetches the next token's rows over the elements [b, b + n) of the block being reduced: by the time that token
+// is combined its rows are in the caches, and the memory reads ran while this token's arithmetic did.
+MOEDIST_INLINE void prefetchNext(const CombineTokenArgs& a, int64_t b, int64_t n) {
+  constexpr int64_t kLine = 64 / sizeof(uint16_t);  // elements per cache line
+  for (int k = 0; k < a.numSlots; ++k) {
+    const uint16_t* row = a.nextRows[k];
+    if (row == nullptr) continue;
+    for (int64_t i = 0; i < n; i += kLine) __builtin_prefetch(row + b + i, 0, 1);
+  }
+}
+
 MOEDIST_INLINE void combineTokenBody(const CombineTokenArgs& a) {
   const int64_t h = a.h;
   const bool fp16 = a.residual == nullptr && a.outKind == Float16Kind::kFp16;  // CombineV2/V3 on fp16 data
@@ -432,6 +448,7 @@ MOEDIST_INLINE void combineTokenBody(const CombineTokenArgs& a) {
   float e[kBlock / 2] = {}, o[kBlock / 2] = {};  // the block's sums in pair layout, zero between blocks
   for (int64_t b = 0; b < h; b += kBlock) {
     const int64_t n = std::min(kBlock, h - b);
+    if (a.nextRows != nullptr) prefetchNext(a, b, n);
     if (fp16) {
       accumulateSlots<Float16Kind::kFp16>(a, b, n, e, o);
       storeRounded<Float16Kind::kFp16>(e, o, a.xOut + b, n);
@@ -457,28 +474,55 @@ MOEDIST_INLINE void combineTokenBody(const CombineTokenArgs& a) {
   }
 }
 
+// ------------------------------------------------------------------------------------------------ streamRow
+
+// x86-64: 16-byte non-temporal stores (SSE2, in every variant) between a head and a tail copied normally, so that
+// the streamed part starts and ends on cache lines; then a store fence, so the bytes are in memory order before
+// the caller signals that it is done. Elsewhere memcpy.
+MOEDIST_INLINE void streamRowBody(void* dst, const void* src, size_t bytes) {
+#if defined(__x86_64__)
+  auto* d = static_cast<std::byte*>(dst);
+  const auto* s = static_cast<const std::byte*>(src);
+  const size_t head = std::min(bytes, (64 - reinterpret_cast<uintptr_t>(d) % 64) % 64);
+  std::memcpy(d, s, head);
+  const size_t body = (bytes - head) / 64 * 64;
+  for (size_t i = head; i < head + body; i += 64) {
+    for (size_t j = 0; j < 64; j += 16)
+      _mm_stream_si128(reinterpret_cast<__m128i*>(d + i + j),
+                       _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i + j)));
+  }
+  std::memcpy(d + head + body, s + head + body, bytes - head - body);
+  _mm_sfence();
+#else
+  std::memcpy(dst, src, bytes);
+#endif
+}
+
 // ------------------------------------------------------------------------------------ ISA variants, dispatch
 
 // One variant = the five bodies above compiled for one instruction set (ATTR is its target attribute).
-#define MOEDIST_CPU_VARIANT(NS, ISA, ATTR)                                                                 \
-  namespace NS {                                                                                           \
-  ATTR void quantizeRow(const uint16_t* in, Float16Kind kind, const float* smooth, int64_t h, int8_t* out, \
-                        float* scale) {                                                                    \
-    quantizeRowBody(in, kind, smooth, h, out, scale);                                                      \
-  }                                                                                                        \
-  ATTR void commQuantRow(const uint16_t* in, int64_t h, int8_t* q, uint16_t* groupScales) {                \
-    commQuantRowBody(in, h, q, groupScales);                                                               \
-  }                                                                                                        \
-  ATTR void commDequantRow(const int8_t* q, const uint16_t* groupScales, int64_t h, uint16_t* out) {       \
-    commDequantRowBody(q, groupScales, h, out);                                                            \
-  }                                                                                                        \
-  ATTR void addRows(const uint16_t* a, const uint16_t* b, Float16Kind kind, int64_t h, uint16_t* out) {    \
-    addRowsBody(a, b, kind, h, out);                                                                       \
-  }                                                                                                        \
-  ATTR void combineToken(const CombineTokenArgs& args) {                                                   \
-    combineTokenBody(args);                                                                                \
-  }                                                                                                        \
-  constexpr KernelTable kTable = {ISA, quantizeRow, commQuantRow, commDequantRow, addRows, combineToken};  \
+#define MOEDIST_CPU_VARIANT(NS, ISA, ATTR)                                                                           \
+  namespace NS {                                                                                                     \
+  ATTR void quantizeRow(const uint16_t* in, Float16Kind kind, const float* smooth, int64_t h, int8_t* out,           \
+                        float* scale) {                                                                              \
+    quantizeRowBody(in, kind, smooth, h, out, scale);                                                                \
+  }                                                                                                                  \
+  ATTR void commQuantRow(const uint16_t* in, int64_t h, int8_t* q, uint16_t* groupScales) {                          \
+    commQuantRowBody(in, h, q, groupScales);                                                                         \
+  }                                                                                                                  \
+  ATTR void commDequantRow(const int8_t* q, const uint16_t* groupScales, int64_t h, uint16_t* out) {                 \
+    commDequantRowBody(q, groupScales, h, out);                                                                      \
+  }                                                                                                                  \
+  ATTR void addRows(const uint16_t* a, const uint16_t* b, Float16Kind kind, int64_t h, uint16_t* out) {              \
+    addRowsBody(a, b, kind, h, out);                                                                                 \
+  }                                                                                                                  \
+  ATTR void combineToken(const CombineTokenArgs& args) {                                                             \
+    combineTokenBody(args);                                                                                          \
+  }                                                                                                                  \
+  ATTR void streamRow(void* dst, const void* src, size_t bytes) {                                                    \
+    streamRowBody(dst, src, bytes);                                                                                  \
+  }                                                                                                                  \
+  constexpr KernelTable kTable = {ISA, quantizeRow, commQuantRow, commDequantRow, addRows, combineToken, streamRow}; \
   }
 
 MOEDIST_CPU_VARIANT(generic, "cpu-generic", )
@@ -514,6 +558,9 @@ void addRows(const uint16_t* a, const uint16_t* b, Float16Kind kind, int64_t h, 
 void combineToken(const CombineTokenArgs& args) {
   best().combineToken(args);
 }
+void streamRow(void* dst, const void* src, size_t bytes) {
+  best().streamRow(dst, src, bytes);
+}
 
 }  // namespace
 
@@ -536,6 +583,7 @@ const KernelTable kCpuKernels = {
     .commDequantRow = commDequantRow,
     .addRows = addRows,
     .combineToken = combineToken,
+    .streamRow = streamRow,
 };
 
 }  // namespace moedist::kernels

@@ -16,6 +16,7 @@
 // every bit except, possibly, the payload and sign of such NaNs.
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "kernels/kernels.h"
 #include "util/numeric.h"
@@ -161,6 +162,10 @@ void combineToken(const CombineTokenArgs& a) {
   }
 }
 
+void streamRow(void* dst, const void* src, size_t bytes) {
+  std::memcpy(dst, src, bytes);
+}
+
 }  // namespace
 
 extern const KernelTable kRefKernels;
@@ -171,6 +176,7 @@ const KernelTable kRefKernels = {
     .commDequantRow = commDequantRow,
     .addRows = addRows,
     .combineToken = combineToken,
+    .streamRow = streamRow,
 };
 
 }  // namespace moedist::kernels

@@ -15,7 +15,7 @@
 namespace moedist::testing {
 
 // Runs `sc` with `o` on W * numGroups forked processes. The ranks meet before each operator (when
-// o.syncBeforeEachOp) at a process-shared barrier in memory made before fork, whose waits are bounded by o.timeout
+// o.syncAroundEachOp) at a process-shared barrier in memory made before fork, whose waits are bounded by o.timeout
 // + 60 s, and again after their last call (so that a rank that skips a call is late rather than gone); o.rankBarrier
 // is ignored. The parent waits at most o.timeout + 60 s for its children: children still
 // running then are killed (SIGKILL) and reported as failures, as are children that crashed. When any child could

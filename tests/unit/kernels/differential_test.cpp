@@ -6,6 +6,7 @@
 // payload and sign (see Salt in kernel_test_util.h); everything else is compared bit for bit.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -146,7 +147,6 @@ TEST_P(Differential, AddRowsEveryBitPattern) {
   }
 }
 
-// A random token: K routed slots of random kinds, S shared slots, optional shared expert input and residual.
 // A random token: K routed slots of random kinds, S shared slots, optional shared expert input, and either a
 // residual (AddRmsNorm, bf16) or none (CombineV2/V3, bf16 or fp16 data).
 TokenCase randomToken(RowGen& gen, int64_t h, int round) {
@@ -213,6 +213,52 @@ TEST_P(Differential, CombineTokenTypicalShapes) {
       ASSERT_EQ(r.rstdBits, x.rstdBits) << "h=" << h << " t=" << t;
     }
   }
+}
+
+TEST_P(Differential, CombineTokenPrefetchingTheNextTokenChangesNothing) {
+  // The same token with and without the next token's rows to prefetch (some slots without a row, one row shorter
+  // than the others would be were it read past h): identical bits, and the next token's rows are left as they were.
+  RowGen gen(606);
+  for (int64_t h : hiddenSizes(4, 8)) {
+    for (int round = 0; round < 7; ++round) {
+      const TokenCase c = randomToken(gen, h, round);
+      const TokenCase following = randomToken(gen, h, round + 1);
+      std::vector<const uint16_t*> next(c.kinds.size(), nullptr);
+      for (size_t k = 0; k < next.size() && k < following.rows.size(); ++k)
+        if (!following.rows[k].empty()) next[k] = following.rows[k].data();
+      const bool nan = salt(round).nan;
+      const TokenResult plain = runToken(cpu(), c);
+      const TokenResult prefetching = runToken(cpu(), c, next.data());
+      ASSERT_TRUE(same16(plain.xOut, prefetching.xOut, c.outKind, nan)) << "h=" << h << " round=" << round;
+      ASSERT_TRUE(same16(plain.yOut, prefetching.yOut, Float16Kind::kBf16, nan)) << "h=" << h << " round=" << round;
+      ASSERT_TRUE(plain.rstdBits == prefetching.rstdBits || nan) << "h=" << h << " round=" << round;
+      const TokenResult r = runToken(ref(), c, next.data());  // the reference ignores the hint
+      ASSERT_TRUE(same16(r.xOut, prefetching.xOut, c.outKind, nan)) << "h=" << h << " round=" << round;
+    }
+  }
+}
+
+TEST_P(Differential, StreamRowCopiesEveryByte) {
+  // Every length up to 300 at every destination and source offset within a cache line, and row lengths of the
+  // field: the bytes of memcpy, none written outside [dst, dst + bytes).
+  std::vector<uint8_t> src(16384 + 128), dst(16384 + 256);
+  for (size_t i = 0; i < src.size(); ++i) src[i] = static_cast<uint8_t>(i * 131 + 7);
+  auto check = [&](size_t d, size_t s, size_t bytes) {
+    std::fill(dst.begin(), dst.end(), uint8_t{0xA5});
+    cpu().streamRow(dst.data() + d, src.data() + s, bytes);
+    for (size_t i = 0; i < dst.size(); ++i) {
+      const bool inside = i >= d && i < d + bytes;
+      const uint8_t want = inside ? src[s + i - d] : uint8_t{0xA5};
+      if (dst[i] != want)
+        return ::testing::AssertionFailure() << "d=" << d << " s=" << s << " bytes=" << bytes << " at " << i;
+    }
+    return ::testing::AssertionSuccess();
+  };
+  for (size_t bytes = 0; bytes <= 300; ++bytes)
+    for (size_t d = 0; d < 64; d += 7)
+      for (size_t s : {size_t{0}, size_t{3}, size_t{64}}) ASSERT_TRUE(check(d, s, bytes));
+  for (size_t bytes : {size_t{2048}, size_t{14336}, size_t{16384}})
+    for (size_t d : {size_t{0}, size_t{16}, size_t{33}}) ASSERT_TRUE(check(d, 5, bytes));
 }
 
 INSTANTIATE_TEST_SUITE_P(Tables, Differential, ::testing::ValuesIn(cpuTableNames()),

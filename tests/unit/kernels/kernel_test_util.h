@@ -84,7 +84,8 @@ struct TokenResult {
   uint32_t rstdBits = kSentinel32;
 };
 
-inline TokenResult runToken(const KernelTable& table, const TokenCase& c) {
+// `next`: the rows of a next token to prefetch (CombineTokenArgs::nextRows), [numSlots] with nullptr entries.
+inline TokenResult runToken(const KernelTable& table, const TokenCase& c, const uint16_t* const* next = nullptr) {
   const auto n = static_cast<size_t>(c.h);
   std::vector<const uint16_t*> rowPtrs;
   for (const auto& r : c.rows) rowPtrs.push_back(r.empty() ? nullptr : r.data());
@@ -115,6 +116,7 @@ inline TokenResult runToken(const KernelTable& table, const TokenCase& c) {
   a.xOut = res.xOut.data();
   a.yOut = res.yOut.data();
   a.rstdOut = &rstd;
+  a.nextRows = next;
   table.combineToken(a);
   res.rstdBits = std::bit_cast<uint32_t>(rstd);
   return res;
