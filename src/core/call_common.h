@@ -38,6 +38,16 @@ Status failTogether(Operator op, RankContext& ep, RankContext* tp, bool tpFirst,
 // would only evict other data and cost a read for ownership per line.
 bool streamOutput(size_t bytes);
 
+// Copies rows of an output: with the kernel table's streamRow when `stream` (streamOutput() of the call's rows),
+// else memcpy.
+inline void copyRows(const kernels::KernelTable& k, bool stream, void* dst, const void* src, size_t bytes) {
+  if (stream) {
+    k.streamRow(dst, src, bytes);
+  } else {
+    std::memcpy(dst, src, bytes);
+  }
+}
+
 // Bytes [offset, offset + bytes) of a peer's region: a pointer into the peer's memory when the engine maps it,
 // else a copy made with read() into `buffer` (which must hold `bytes`). A failed read is recorded in *status (an
 // earlier error is never overwritten by a later success).

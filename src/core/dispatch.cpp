@@ -154,11 +154,7 @@ class DispatchRun {
       const RowSource& src = rows_[static_cast<size_t>(row)];
       std::byte* dst = out + row * outRowBytes;
       if (!quant) {
-        if (stream) {
-          ctx_.kernels->streamRow(dst, x, xRowBytes);
-        } else {
-          std::memcpy(dst, x, xRowBytes);
-        }
+        copyRows(*ctx_.kernels, stream, dst, x, xRowBytes);
       } else {
         const float* smooth = nullptr;
         if (engine_.peerRegionBytes(src.peer, kRegionScales) > 0) {
@@ -284,12 +280,7 @@ Status tpAllGather(RankContext& tp, const DispatchCall& call, const Geometry& ge
   if (const std::byte* src = engine.peerRegion(peer, 0)) {
     const bool stream = streamOutput(static_cast<size_t>(numPeer) * rowBytes);
     tp.pool.parallelFor(numPeer, 64, [&](int64_t b, int64_t e) {
-      const size_t bytes = static_cast<size_t>(e - b) * rowBytes;
-      if (stream) {
-        tp.kernels->streamRow(dst + b * rowBytes, src + b * rowBytes, bytes);
-      } else {
-        std::memcpy(dst + b * rowBytes, src + b * rowBytes, bytes);
-      }
+      copyRows(*tp.kernels, stream, dst + b * rowBytes, src + b * rowBytes, static_cast<size_t>(e - b) * rowBytes);
     });
   } else {
     status = engine.read(peer, 0, 0, dst, static_cast<size_t>(numPeer) * rowBytes);

@@ -26,11 +26,10 @@ struct Mailbox {
   std::mutex mu;
   std::condition_variable cv;
   std::vector<Event> events;
-  size_t wakeAt = 1;    // the owner sleeps until this many events are here (Call::awaiting)
-  bool urgent = false;  // a kAbandon is here
-  // events.size() and urgent, for the owner's spin, which reads them without the lock.
-  std::atomic<size_t> count{0};
-  std::atomic<bool> anyUrgent{false};
+  size_t wakeAt = 1;  // the owner sleeps until this many events are here (Call::awaiting)
+  // Written under mu; atomic so that the owner's spin can read them without it.
+  std::atomic<size_t> count{0};     // events.size()
+  std::atomic<bool> urgent{false};  // a kAbandon is here
 };
 
 struct Group {
@@ -81,9 +80,8 @@ class InprocTransport final : public Transport {
       {
         std::lock_guard<std::mutex> lock(box.mu);
         box.events.push_back(event);  // the header is shared, the region addresses are valid in every thread
-        if (event.kind == EventKind::kAbandon) box.urgent = true;
+        if (event.kind == EventKind::kAbandon) box.urgent.store(true, std::memory_order_release);
         box.count.store(box.events.size(), std::memory_order_release);
-        box.anyUrgent.store(box.urgent, std::memory_order_release);
         wake = box.urgent || box.events.size() >= box.wakeAt;
       }
       if (wake) box.cv.notify_one();  // one wake per wait, not one per event
@@ -95,7 +93,7 @@ class InprocTransport final : public Transport {
     Mailbox& box = group_->boxes[static_cast<size_t>(rank_)];
     const size_t want = call != nullptr ? static_cast<size_t>(std::max(call->awaiting, 1)) : 1;
     const Clock::time_point spinEnd = std::min(until, Clock::now() + kSpin);
-    while (box.count.load(std::memory_order_acquire) < want && !box.anyUrgent.load(std::memory_order_acquire) &&
+    while (box.count.load(std::memory_order_acquire) < want && !box.urgent.load(std::memory_order_acquire) &&
            Clock::now() < spinEnd)
       std::this_thread::yield();
     {
@@ -103,10 +101,9 @@ class InprocTransport final : public Transport {
       box.wakeAt = want;
       box.cv.wait_until(lock, until, [&] { return box.urgent || box.events.size() >= box.wakeAt; });
       box.wakeAt = 1;
-      box.urgent = false;
+      box.urgent.store(false, std::memory_order_relaxed);
       incoming_.swap(box.events);
       box.count.store(0, std::memory_order_relaxed);
-      box.anyUrgent.store(false, std::memory_order_relaxed);
     }
     for (Event& e : incoming_) deliver(std::move(e));
     incoming_.clear();
