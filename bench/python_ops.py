@@ -241,7 +241,7 @@ def run_cpp(a, engine):
            "-m", str(a.experts), "--zero-experts", "0", "--copy-experts", "0", "--const-experts", "0",
            "--no-shared-expert-x", "--layers", str(a.layers + a.warmup), "--no-baseline", "--engine", engine]  # fmt: skip
     if engine == "shm":
-        cmd.append("--shm-staging")  # x and the rows in private memory, as numpy arrays are: staged on every call
+        cmd.append("--staging")  # x and the rows in private memory, as numpy arrays are: staged on every call
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
         raise SystemExit(f"python_ops: {' '.join(cmd)} failed:\n{done.stdout}{done.stderr}")

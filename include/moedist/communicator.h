@@ -56,4 +56,14 @@ class Communicator {
   std::shared_ptr<Impl> impl_;
 };
 
+// Memory for the tensors this rank publishes to its peers (dispatch's x, combine's expandX), in the communicator's
+// memory space: the rank's segment (createShmCommunicator) or its part of the host's shared window
+// (createMpiCommunicator). The operators publish such a tensor where it is, instead of copying it there on every
+// call; the space holds HCCL_BUFFSIZE MB per rank, shared with that copying. Ordinary memory for in-process
+// communicators (they read any memory in place) and when the space has no room left. 64-byte aligned; null only
+// when `bytes` is 0, `comm` is empty or memory is exhausted. Free it with memFree() on the same communicator; what
+// is not freed goes with the communicator.
+void* memAlloc(const Communicator& comm, size_t bytes);
+void memFree(const Communicator& comm, void* ptr);
+
 }  // namespace moedist

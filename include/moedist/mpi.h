@@ -12,8 +12,10 @@
 //   ep = {};  // before MPI_Finalize
 //
 // EP and TP groups are sub-communicators: MPI_Comm_split the processes as the application likes and create one
-// moedist communicator from each. Ranks on the same host read each other's rows from shared-memory windows; ranks
-// on other hosts through MPI point-to-point messages. Every wait polls nonblocking MPI calls against the deadline.
+// moedist communicator from each. Ranks on the same host read each other's rows from shared-memory windows (of
+// HCCL_BUFFSIZE MB per rank: what a rank publishes is copied into its window once per call, unless it was allocated
+// there with memAlloc()); ranks on other hosts through MPI point-to-point messages. Every wait polls nonblocking MPI
+// calls against the deadline.
 #pragma once
 
 #ifndef OMPI_SKIP_MPICXX

@@ -15,9 +15,9 @@
 // Each rank owns a POSIX shared-memory segment of HCCL_BUFFSIZE MB (pages are used on demand), created mode 0600
 // under an unguessable name and unlinked as soon as every member has attached: nothing is left in /dev/shm, whatever
 // happens to the processes afterwards. What a rank publishes in a call is staged into its segment once, and peers
-// read it in place; tensors allocated with shmAllocate() already lie in the segment and are published without that
-// copy. A member that dies makes every other member's call fail within milliseconds, naming it; the survivors stay
-// usable (an elastic scale-in that excludes it runs on the same communicator).
+// read it in place; tensors allocated with memAlloc() (moedist/communicator.h) already lie in the segment and are
+// published without that copy. A member that dies makes every other member's call fail within milliseconds, naming
+// it; the survivors stay usable (an elastic scale-in that excludes it runs on the same communicator).
 //
 // The engine is for one host: a member on another host, or in another container (another /dev/shm or PID
 // namespace), gets an error saying so at once. Across hosts use moedist/mpi.h.
@@ -47,12 +47,5 @@ bool isShmUniqueId(const ShmUniqueId& id);
 // "moedist_shm_<first 8 characters of the id's token>", the same in every process.
 Status createShmCommunicator(const ShmUniqueId& id, int nRanks, int rank, const CommOptions& options,
                              Communicator* out);
-
-// Memory in `comm`'s shared-memory segment of this rank (64-byte aligned), for tensors that the rank publishes
-// (dispatch's x, combine's expandX): the operators then publish them without a staging copy. Null when `comm` is not a
-// shared-memory communicator or its segment has no room left (the segment holds HCCL_BUFFSIZE MB, shared with the
-// staging of calls). Free it with shmFree() on the same communicator before the communicator is destroyed.
-void* shmAllocate(const Communicator& comm, size_t bytes);
-void shmFree(const Communicator& comm, void* ptr);
 
 }  // namespace moedist

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <map>
 #include <mutex>
+#include <new>
 
 #include "api/guard.h"
 #include "api/impl.h"
@@ -21,6 +22,7 @@ namespace {
 constexpr size_t kMaxNameLength = 127;
 constexpr int kMaxWorldSize = 1536;  // two EP groups of CANN's largest epWorldSize (768)
 constexpr std::chrono::milliseconds kDefaultTimeout = std::chrono::seconds(300);
+constexpr std::align_val_t kMemAlign{64};  // memAlloc()'s promise
 
 // Live communicators by name: one entry per rank (ranks of other processes stay empty), and what identifies the
 // communicator (its shared-memory id), so that ranks of one communicator created separately by threads of this
@@ -191,6 +193,35 @@ const char* Communicator::kernels() const {
 
 int Communicator::kernelThreads() const {
   return impl_->ctx.pool.threads();
+}
+
+Communicator::Impl::~Impl() {
+  for (void* p : heap) ::operator delete(p, kMemAlign);
+}
+
+void* memAlloc(const Communicator& comm, size_t bytes) {
+  return api::guardOr<void*>(nullptr, [&]() -> void* {
+    if (!comm.valid() || bytes == 0) return nullptr;
+    Communicator::Impl& impl = *comm.impl();
+    if (void* p = impl.ctx.engine->allocate(bytes)) return p;
+    void* p = ::operator new(bytes, kMemAlign, std::nothrow);
+    if (p == nullptr) return nullptr;
+    std::lock_guard<std::mutex> lock(impl.heapMu);
+    impl.heap.insert(p);
+    return p;
+  });
+}
+
+void memFree(const Communicator& comm, void* ptr) {
+  (void)api::guardOr(false, [&] {
+    if (!comm.valid() || ptr == nullptr) return false;
+    Communicator::Impl& impl = *comm.impl();
+    if (impl.ctx.engine->release(ptr)) return true;
+    std::lock_guard<std::mutex> lock(impl.heapMu);
+    if (impl.heap.erase(ptr) == 0) return false;
+    ::operator delete(ptr, kMemAlign);
+    return true;
+  });
 }
 
 }  // namespace moedist

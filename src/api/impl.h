@@ -1,6 +1,8 @@
 // What a public Communicator handle owns: one rank's core context.
 #pragma once
 
+#include <mutex>
+#include <set>
 #include <string_view>
 #include <vector>
 
@@ -13,7 +15,14 @@ struct Communicator::Impl {
   Impl(std::unique_ptr<comm::Engine> engine, std::chrono::milliseconds timeout, int kernelThreads,
        const kernels::KernelTable& kernels)
       : ctx(std::move(engine), timeout, kernelThreads, kernels) {}
+  ~Impl();
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+
   core::RankContext ctx;
+  // memAlloc()'s memory that is not the engine's: ordinary memory, freed at the latest with the rank.
+  std::mutex heapMu;
+  std::set<void*> heap;
 };
 
 namespace api {

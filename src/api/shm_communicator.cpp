@@ -65,16 +65,4 @@ Status createShmCommunicator(const ShmUniqueId& id, int nRanks, int rank, const 
   });
 }
 
-void* shmAllocate(const Communicator& comm, size_t bytes) {
-  return api::guardOr<void*>(nullptr, [&]() -> void* {
-    if (!comm.valid()) return nullptr;
-    return comm::shm::allocate(*comm.impl()->ctx.engine, bytes);
-  });
-}
-
-void shmFree(const Communicator& comm, void* ptr) {
-  (void)api::guardOr(
-      false, [&] { return comm.valid() && ptr != nullptr && comm::shm::release(*comm.impl()->ctx.engine, ptr); });
-}
-
 }  // namespace moedist

@@ -29,6 +29,8 @@ class CopyingEngine final : public Engine {
     return inner_->read(peer, region, offset, dst, bytes);
   }
   Status close(Clock::time_point deadline) override { return inner_->close(deadline); }
+  void* allocate(size_t bytes) override { return inner_->allocate(bytes); }
+  bool release(void* ptr) override { return inner_->release(ptr); }
 
  private:
   std::unique_ptr<Engine> inner_;

@@ -65,6 +65,20 @@ class Engine {
   // Waits until every participant has closed the call. Always call it after a successful open(), also when the
   // caller gave up on the call's work, so that peers are not left waiting.
   virtual Status close(Clock::time_point deadline) = 0;
+
+  // The engine's memory space. Memory of this rank that open() publishes in place, where it would otherwise stage a
+  // copy of the caller's regions in memory its peers can reach (the shared-memory engine's segment, the MPI engine's
+  // window on the host; a device engine's device memory). 64-byte aligned. nullptr when the engine has no such
+  // memory (the in-process engine reads any memory in place) or none left. Any thread may call these, also while a
+  // call is open; release() every allocation before the engine goes (false: `ptr` is not this engine's memory).
+  virtual void* allocate(size_t bytes) {
+    (void)bytes;
+    return nullptr;
+  }
+  virtual bool release(void* ptr) {
+    (void)ptr;
+    return false;
+  }
 };
 
 }  // namespace moedist::comm

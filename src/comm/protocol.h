@@ -140,6 +140,16 @@ class Transport {
 
   // How long a wait may sleep in poll() before the engine checks liveness again.
   virtual Clock::duration livenessInterval() const { return std::chrono::hours(24); }
+
+  // Engine::allocate() and Engine::release(): memory that post() publishes in place. Called from any thread.
+  virtual void* allocate(size_t bytes) {
+    (void)bytes;
+    return nullptr;
+  }
+  virtual bool release(void* ptr) {
+    (void)ptr;
+    return false;
+  }
 };
 
 // An Engine over a Transport: the protocol described at the top of this file.
@@ -163,8 +173,9 @@ class ProtocolEngine final : public Engine {
   size_t peerRegionBytes(int peer, int region) const override;
   Status read(int peer, int region, size_t offset, void* dst, size_t bytes) override;
   Status close(Clock::time_point deadline) override;
+  void* allocate(size_t bytes) override { return transport_->allocate(bytes); }
+  bool release(void* ptr) override { return transport_->release(ptr); }
 
-  Transport& transport() { return *transport_; }
   // For tests: events kept for calls this rank has not opened yet.
   size_t earlyEvents() const { return early_.size(); }
 

@@ -4,6 +4,7 @@
 // features_test.cpp (Features through every API, Siblings through every API).
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <new>
 #include <string>
@@ -333,6 +334,33 @@ TEST(Vocabulary, RankAttrsFromCommunicators) {
   EXPECT_EQ(rankAttrs(Communicator(), nullptr, &r).code(), StatusCode::kNullArgument);
   const Communicator empty;
   EXPECT_EQ(rankAttrs(ep[0], &empty, &r).code(), StatusCode::kNullArgument);
+}
+
+// memAlloc on an in-process communicator: ordinary memory (threads read any memory in place), 64-byte aligned and
+// writable to its last byte; memFree takes back only its own, once; nothing for 0 bytes or an empty handle. (The
+// shared-memory and MPI engines' memory is published in place: the engine conformance suite.)
+TEST(MemAlloc, InProcessGivesAlignedOrdinaryMemory) {
+  std::vector<Communicator> ep;
+  ASSERT_TRUE(Communicator::createInProcess(2, {}, &ep).ok());
+  std::vector<void*> blocks;
+  for (size_t bytes : {size_t{1}, size_t{63}, size_t{4096}, size_t{3} << 20}) {
+    auto* p = static_cast<unsigned char*>(memAlloc(ep[1], bytes));
+    ASSERT_NE(p, nullptr) << bytes << " bytes";
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 64, 0u) << bytes << " bytes";
+    p[0] = 1;
+    p[bytes - 1] = 2;
+    blocks.push_back(p);
+  }
+  EXPECT_EQ(memAlloc(ep[1], 0), nullptr);
+  EXPECT_EQ(memAlloc(Communicator(), 64), nullptr);
+  int notOurs = 0;
+  memFree(ep[1], &notOurs);   // ignored
+  memFree(ep[0], blocks[0]);  // another rank's: ignored
+  for (void* p : blocks) memFree(ep[1], p);
+  memFree(ep[1], blocks[0]);  // twice: ignored
+  memFree(ep[1], nullptr);
+  void* kept = memAlloc(ep[0], 128);  // never freed: goes with the communicator (ASan's leak check sees it)
+  EXPECT_NE(kept, nullptr);
 }
 
 // An operator of the wrong kind for the argument struct, and empty handles, are refused at once (on the calling

@@ -657,17 +657,17 @@ RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
 
 namespace {
 
-// x and the expert rows of one rank moved into its shared-memory segment, released when this goes.
-class SegmentTensors {
+// x and the expert rows of one rank moved into its communicator's memory space (memAlloc), released when this goes.
+class CommMemoryTensors {
  public:
-  explicit SegmentTensors(const Communicator& ep) : ep_(ep) {}
-  ~SegmentTensors() {
-    for (void* m : memory_) shmFree(ep_, m);
+  explicit CommMemoryTensors(const Communicator& ep) : ep_(ep) {}
+  ~CommMemoryTensors() {
+    for (void* m : memory_) memFree(ep_, m);
   }
-  SegmentTensors(const SegmentTensors&) = delete;
-  SegmentTensors& operator=(const SegmentTensors&) = delete;
+  CommMemoryTensors(const CommMemoryTensors&) = delete;
+  CommMemoryTensors& operator=(const CommMemoryTensors&) = delete;
 
-  // False when the segment has no room (or ep is not a shared-memory communicator).
+  // False when memory is exhausted.
   bool place(RankData& r) {
     if (r.d.x.contiguous() && r.d.x.numel() > 0) {
       void* m = copyIn(r.d.x.data(), static_cast<size_t>(r.d.x.nbytes()));
@@ -685,7 +685,7 @@ class SegmentTensors {
 
  private:
   void* copyIn(const void* src, size_t bytes) {
-    void* m = shmAllocate(ep_, bytes);
+    void* m = memAlloc(ep_, bytes);
     if (m == nullptr) return nullptr;
     std::memcpy(m, src, bytes);
     memory_.push_back(m);
@@ -720,11 +720,9 @@ RunResult runScenarioRank(const Scenario& scenario, const RunOptions& options, i
   }
   std::vector<RankData> ranks(1);
   buildRank(p, options, tpIdx, epRank, ranks[0]);
-  SegmentTensors inSegment(ep);
-  if (options.tensorsInSegment && !inSegment.place(ranks[0])) {
-    result.failures.push_back(
-        "runScenarioRank: shmAllocate gave no memory for x and the expert rows (not a "
-        "shared-memory communicator, or HCCL_BUFFSIZE too small)");
+  CommMemoryTensors inCommMemory(ep);
+  if (options.tensorsInCommMemory && !inCommMemory.place(ranks[0])) {
+    result.failures.push_back("runScenarioRank: memAlloc gave no memory for x and the expert rows");
     return result;
   }
 

@@ -41,9 +41,10 @@ struct RunOptions {
   bool check = true;                 // compare with the reference model
   bool checkFirstLayerOnly = false;  // with check: only the first layer's outputs (timing runs: the checks between
                                      // layers stretch the next layer's calls, see `moedist run --check-layers`)
-  // runScenarioRank on a shared-memory communicator: x and the expert rows that combine returns live in the rank's
-  // segment (moedist::shmAllocate), so the operators publish them without a staging copy (moedist/shm.h).
-  bool tensorsInSegment = false;
+  // runScenarioRank: x and the expert rows that combine returns live in the communicator's memory space
+  // (moedist::memAlloc: the shared-memory segment, the MPI window), so the operators publish them without a staging
+  // copy.
+  bool tensorsInCommMemory = false;
   // Hooks to corrupt one rank's arguments (error tests); run right before the call on that rank's thread.
   std::function<void(int tpIdx, int epRank, DispatchArgs&)> editDispatch;
   std::function<void(int tpIdx, int epRank, CombineArgs&)> editCombine;

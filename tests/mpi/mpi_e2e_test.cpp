@@ -202,13 +202,15 @@ TEST_F(MpiElastic, RemovedSharedRankAndRankThatCallsAnyway) {
 }
 
 // --- Layers back to back on the same communicators, through both data paths of the engine: shared-memory windows
-// (the default on one host) and point-to-point messages for every peer (MOEDIST_MPI_SHM=0, as across hosts).
+// (the default on one host) and point-to-point messages for every peer (MOEDIST_MPI_SHM=0, as across hosts); on the
+// windows with x and the expert rows in the caller's memory (staged) and in the window (memAlloc, in place).
 
 struct PathCase {
   std::string name;
   std::optional<std::string> shm;  // MOEDIST_MPI_SHM
   bool tp;                         // TP pairs: W = processes / 2
   bool sync;                       // syncAroundEachOp: false lets the layers' calls overlap
+  bool memAlloc = false;           // tensorsInCommMemory
 };
 
 void PrintTo(const PathCase& c, std::ostream* os) {
@@ -221,10 +223,14 @@ std::vector<PathCase> pathCasesHere() {
       {"SharedMemoryNoBarriers", std::nullopt, false, false},
       {"PointToPoint", "0", false, true},
       {"PointToPointNoBarriers", "0", false, false},
+      {"SharedMemoryMemAlloc", std::nullopt, false, true, true},
+      {"SharedMemoryMemAllocNoBarriers", std::nullopt, false, false, true},
+      {"PointToPointMemAlloc", "0", false, true, true},
   };
   if (processCount() % 2 == 0 && processCount() >= 4) {  // TP pairs of EP groups of at least 2 ranks
     out.push_back({"SharedMemoryTp", std::nullopt, true, true});
     out.push_back({"PointToPointTp", "0", true, false});
+    out.push_back({"SharedMemoryMemAllocTp", std::nullopt, true, false, true});
   }
   return out;
 }
@@ -243,6 +249,7 @@ TEST_P(MpiLayers, ThreeLayersMatchReference) {
   RunOptions o = mpiOptions();
   o.layers = 3;
   o.syncAroundEachOp = c.sync;
+  o.tensorsInCommMemory = c.memAlloc;
   o.kernelThreads = 2;
   expectMatches(sc, runHere(sc, o, c.shm));
 }

@@ -66,7 +66,7 @@ TEST_P(ShmGrid, MatchesReference) {
   Scenario sc;
   RunOptions o = shmOptions();
   gridCase(GetParam(), &sc, &o);
-  o.tensorsInSegment = true;  // the grid publishes from shmAllocate'd memory; the feature cases stage
+  o.tensorsInCommMemory = true;  // the grid publishes from memAlloc'd memory; the feature cases stage
   expectMatches(sc, runScenarioShm(sc, o));
 }
 

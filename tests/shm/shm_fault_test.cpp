@@ -147,11 +147,11 @@ struct UniformRank {
     c.xOut = TensorView(xOut.data(), DType::kBFloat16, {Bs, 1, H});
   }
   // Moves x (given a distinct bf16 value per token: 1.0 + rank / 8 + token / 64) and the dispatch output expandX (which
-  // combine publishes) into the rank's shared-memory segment (shmAllocate): the engine publishes them in place.
-  // False when shmAllocate gives no memory. Call releaseSegment() before the communicator goes.
+  // combine publishes) into the rank's shared-memory segment (memAlloc): the engine publishes them in place.
+  // False when memAlloc gives no memory. Call releaseSegment() before the communicator goes.
   bool placeInSegment(const Communicator& ep, int rank) {
-    xShm = static_cast<uint16_t*>(shmAllocate(ep, x.size() * 2));
-    expandShm = static_cast<uint16_t*>(shmAllocate(ep, expandX.size() * 2));
+    xShm = static_cast<uint16_t*>(memAlloc(ep, x.size() * 2));
+    expandShm = static_cast<uint16_t*>(memAlloc(ep, expandX.size() * 2));
     if (xShm == nullptr || expandShm == nullptr) return false;
     for (int64_t t = 0; t < Bs; ++t) std::fill_n(xShm + t * H, H, static_cast<uint16_t>(0x3F80 + rank * 16 + t * 2));
     d.x = TensorView(xShm, DType::kBFloat16, {Bs, H});
@@ -160,8 +160,8 @@ struct UniformRank {
     return true;
   }
   void releaseSegment(const Communicator& ep) {
-    shmFree(ep, xShm);
-    shmFree(ep, expandShm);
+    memFree(ep, xShm);
+    memFree(ep, expandShm);
     xShm = expandShm = nullptr;
   }
   uint16_t* xShm = nullptr;
@@ -433,22 +433,17 @@ INSTANTIATE_TEST_SUITE_P(Shm, ShmStop,
                          ::testing::Values(StopCase{"BeforeItsCall", false}, StopCase{"InsideItsCall", true}),
                          [](const ::testing::TestParamInfo<StopCase>& info) { return info.param.name; });
 
-// --- Tensors in the segment (shmAllocate): published in place, and the results still right.
+// --- Tensors in the segment (memAlloc): published in place, and the results still right.
 
-TEST(ShmAllocate, PublishedTensorsInTheSegment) {
+TEST(ShmMemAlloc, PublishedTensorsInTheSegment) {
   constexpr int W = 4;
-  {
-    std::vector<Communicator> inproc;
-    ASSERT_TRUE(Communicator::createInProcess(2, {}, &inproc).ok());
-    EXPECT_EQ(shmAllocate(inproc[0], 64), nullptr) << "shmAllocate on an in-process communicator";
-  }
   const ShmUniqueId id = newId();
   ChildProcesses children(W, [&](int rank) -> std::string {
     Communicator ep;
     const Status cs = createShmCommunicator(id, W, rank, options(kDeadline), &ep);
     if (!cs.ok()) return statusLines("call", cs);
     UniformRank u(W, rank);
-    if (!u.placeInSegment(ep, rank)) return line("call.ok", "0") + line("call", "shmAllocate gave no memory");
+    if (!u.placeInSegment(ep, rank)) return line("call.ok", "0") + line("call", "memAlloc gave no memory");
     std::string out;
     for (int layer = 0; layer < 2 && out.empty(); ++layer) {
       Status s = u.dispatchOnce(ep);

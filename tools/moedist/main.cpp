@@ -76,9 +76,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"inproc", "mpi", "shm"}))
       ->capture_default_str();
   runCmd->add_flag("--no-baseline", f.noBaseline, "skip the baseline run with the scalar reference kernels");
-  runCmd->add_flag("--shm-staging", f.shmStaging,
-                   "--engine shm: keep x and the expert rows in the caller's memory, so each call stages them into "
-                   "the segment (default: allocate them in the segment with shmAllocate, no staging copy)");
+  runCmd->add_flag("--staging", f.staging,
+                   "--engine shm and mpi: keep x and the expert rows in the caller's memory, so each call copies them "
+                   "into the shared segment or window (default: allocate them there with memAlloc, no staging copy)");
   moedist::tool::BenchFlags b;
   CLI::App* benchCmd = app.add_subcommand(
       "bench",

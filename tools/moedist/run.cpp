@@ -62,6 +62,7 @@ RunOptions runOptionsFrom(const RunFlags& f, const Scenario& sc) {
   o.stridedInputs = f.strided;
   o.check = !f.noCheck;
   o.checkFirstLayerOnly = f.checkLayers == "first";
+  o.tensorsInCommMemory = !f.staging;  // the processes' engines (shm, mpi); threads read any memory in place
   return o;
 }
 
@@ -248,7 +249,7 @@ int writeJson(const RunFlags& f, const std::vector<EngineRuns>& engines, double 
                                  {"seed", f.seed},
                                  {"check", !f.noCheck},
                                  {"check_layers", f.checkLayers},
-                                 {"shm_staging", f.shmStaging}};
+                                 {"staging", f.staging}};
   nlohmann::json engineList = nlohmann::json::array();
   for (const EngineRuns& e : engines) engineList.push_back(engineJson(f, e));
   const char* result = rc == 0 ? (f.noCheck ? "not checked" : "pass") : rc == 1 ? "fail" : "error";

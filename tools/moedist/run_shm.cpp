@@ -46,7 +46,7 @@ void printHeader(const RunFlags& f, const Scenario& sc, const std::string& mpiLi
       "  engine: shared memory, {} ranks as processes forked by this one, {} kernel thread(s) per rank, kernels {}; "
       "x and expert rows {}\n",
       ranks, f.kernelThreads, kernelsName(),
-      f.shmStaging ? "in the caller's memory (staged per call)" : "in the segment (shmAllocate)");
+      f.staging ? "in the caller's memory (staged per call)" : "in the segment (memAlloc)");
   if (!f.engineOnly) fmt::print("  compared with: the in-process engine, {} ranks as threads\n", ranks);
   fmt::print("  {}\n", mpiLine);
   if (!f.noBaseline) fmt::print("  baseline: the same runs with the scalar reference kernels (\"ref\")\n");
@@ -57,10 +57,7 @@ void printHeader(const RunFlags& f, const Scenario& sc, const std::string& mpiLi
 // *engines; 0 when they passed.
 int runShmAndInProcess(const RunFlags& f, const Scenario& sc, std::vector<EngineRuns>* engines) {
   const RunOptions o = runOptionsFrom(f, sc);
-  const auto onProcesses = [&sc, &f](RunOptions ro) {
-    ro.tensorsInSegment = !f.shmStaging;
-    return testing::runScenarioShm(sc, ro);
-  };
+  const auto onProcesses = [&sc](const RunOptions& ro) { return testing::runScenarioShm(sc, ro); };
   engines->push_back({"shm", {}, {}});
   int rc = runEngine(f, sc, o, "shared-memory engine", onProcesses, true, /*printRows=*/true, &engines->back());
   if (rc != 0 || f.engineOnly) return rc;

@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdint>
 #include <cstring>
 #include <list>
 #include <mutex>
@@ -24,6 +25,7 @@
 #include <vector>
 
 #include "comm/checks.h"
+#include "comm/first_fit.h"
 #include "comm/protocol.h"
 #include "util/check.h"
 
@@ -148,6 +150,9 @@ class MpiTransport final : public Transport {
   Status map(const Call& call, Event& event) override;
   Status read(const Call& call, const Event& peer, int region, size_t offset, void* dst, size_t bytes) override;
   bool busy() const override;
+  void finish(Call& call) override;
+  void* allocate(size_t bytes) override;
+  bool release(void* ptr) override;
 
  private:
   struct Send {
@@ -165,7 +170,8 @@ class MpiTransport final : public Transport {
   };
 
   const std::byte* windowOf(int rank) const { return windows_[static_cast<size_t>(rank)]; }
-  // Copies call.own into this rank's window when a participant on this host will read it; sets event.where.
+  // When a participant on this host will read call.own: publishes the regions in this rank's window (in place, or
+  // copied into a block of it) and sets event.where.
   void stage(const Call& call, Event& event);
   void send(int dest, int tag, std::vector<std::byte> buffer);
   // Completes sends, receives messages (events into queue_) and answers read requests for `call`; never blocks.
@@ -187,6 +193,9 @@ class MpiTransport final : public Transport {
   MPI_Win win_ = MPI_WIN_NULL;
   std::byte* window_ = nullptr;
   size_t windowBytes_ = 0;
+  FirstFit alloc_;        // over the window from allocBase_: allocate()'s memory and the staging of calls
+  size_t allocBase_ = 0;  // offset of alloc_'s 0 in the window
+  int64_t staged_ = -1;   // the open call's staging block, an offset of alloc_
   bool warnedWindow_ = false;
   std::vector<std::byte*> windows_;  // by rank: its window as mapped here (same host), or nullptr
   std::vector<size_t> windowSizes_;  // by rank: the size of that window
@@ -256,6 +265,9 @@ Status MpiTransport::attachWindow(size_t windowBytes) {
   MOEDIST_MPI(MPI_Win_lock_all(MPI_MODE_NOCHECK, win_));
   window_ = static_cast<std::byte*>(base);
   windowBytes_ = windowBytes;
+  // The allocator hands out offsets from the first 64-byte boundary of the window (MPI aligns it less).
+  allocBase_ = alignUp(reinterpret_cast<uintptr_t>(window_)) - reinterpret_cast<uintptr_t>(window_);
+  alloc_.reset(windowBytes > allocBase_ ? windowBytes - allocBase_ : 0);
   // Where each rank of this host has its window in this process.
   MPI_Group nodeGroup, group;
   MPI_Comm_group(node_, &nodeGroup);
@@ -285,30 +297,63 @@ void MpiTransport::send(int dest, int tag, std::vector<std::byte> buffer) {
 
 void MpiTransport::stage(const Call& call, Event& event) {
   event.where.fill(-1);
-  size_t need = 0;
-  for (int i = 0; i < call.numOwn; ++i) need += alignUp(call.own[static_cast<size_t>(i)].bytes);
   const bool hostPeers = std::any_of(call.participants.begin(), call.participants.end(),
                                      [&](int p) { return p != rank_ && windowOf(p) != nullptr; });
   if (!hostPeers) return;
-  if (need > windowBytes_) {
-    if (!warnedWindow_) {  // correct, but slow: say so once
-      warnedWindow_ = true;
-      fmt::print(stderr,
-                 "moedist: {}a call publishes {} bytes, more than the shared-memory window of {} bytes "
-                 "(HCCL_BUFFSIZE MB); peers on this host read them through messages, which is slower. Raise "
-                 "HCCL_BUFFSIZE.\n",
-                 prefix(), need, windowBytes_);
-    }
-    return;
-  }
-  size_t at = 0;
+  // A region from allocate() lies in the window already and is published where it is; the others are copied into
+  // one block of the window.
+  auto offsetInWindow = [&](const Region& r) -> int64_t {
+    const auto* p = static_cast<const std::byte*>(r.data);
+    if (p < window_ || p > window_ + windowBytes_ || r.bytes > static_cast<size_t>(window_ + windowBytes_ - p))
+      return -1;
+    return p - window_;
+  };
+  size_t need = 0;
   for (int i = 0; i < call.numOwn; ++i) {
     const Region& r = call.own[static_cast<size_t>(i)];
-    if (r.bytes > 0) std::memcpy(window_ + at, r.data, r.bytes);
-    event.where[static_cast<size_t>(i)] = static_cast<int64_t>(at);
-    at += alignUp(r.bytes);
+    if (r.bytes > 0 && offsetInWindow(r) < 0) need += alignUp(r.bytes);
   }
-  MPI_Win_sync(win_);  // the copies are visible before the header that announces them
+  if (need > 0) staged_ = alloc_.allocate(need);
+  if (need > 0 && staged_ < 0 && !warnedWindow_) {  // correct, but slow: say so once
+    warnedWindow_ = true;
+    fmt::print(stderr,
+               "moedist: {}a call publishes {} bytes of memory outside the shared-memory window, more than the {} "
+               "bytes free in one piece of the window (HCCL_BUFFSIZE MB: {} bytes, less what allocate() gave out); "
+               "peers on this host read them through messages, which is slower. Raise HCCL_BUFFSIZE.\n",
+               prefix(), need, alloc_.largestFree(), windowBytes_);
+  }
+  size_t at = staged_ < 0 ? 0 : allocBase_ + static_cast<size_t>(staged_);
+  for (int i = 0; i < call.numOwn; ++i) {
+    const Region& r = call.own[static_cast<size_t>(i)];
+    int64_t& where = event.where[static_cast<size_t>(i)];
+    if (r.bytes == 0) {
+      where = 0;
+    } else if (const int64_t inPlace = offsetInWindow(r); inPlace >= 0) {
+      where = inPlace;
+    } else if (staged_ >= 0) {
+      std::memcpy(window_ + at, r.data, r.bytes);
+      where = static_cast<int64_t>(at);
+      at += alignUp(r.bytes);
+    }
+  }
+  MPI_Win_sync(win_);  // the copies and the caller's writes to window memory are visible before the event
+}
+
+void MpiTransport::finish(Call& call) {
+  (void)call;
+  if (staged_ >= 0) alloc_.release(static_cast<size_t>(staged_));
+  staged_ = -1;
+}
+
+void* MpiTransport::allocate(size_t bytes) {
+  const int64_t at = window_ == nullptr ? -1 : alloc_.allocate(bytes);
+  return at < 0 ? nullptr : window_ + allocBase_ + at;
+}
+
+bool MpiTransport::release(void* ptr) {
+  const auto* p = static_cast<const std::byte*>(ptr);
+  if (window_ == nullptr || p < window_ + allocBase_ || p >= window_ + windowBytes_) return false;
+  return alloc_.release(static_cast<size_t>(p - window_) - allocBase_);
 }
 
 Status MpiTransport::post(Call& call, Event& event, Clock::time_point deadline) {

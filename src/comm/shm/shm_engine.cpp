@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "comm/checks.h"
+#include "comm/first_fit.h"
 #include "comm/protocol.h"
 #include "comm/shm/shm_os.h"
 #include "util/check.h"
@@ -165,59 +166,6 @@ std::shared_ptr<Mapping> remember(const std::string& name, Mapping m) {
   return p;
 }
 
-// First-fit allocator over the data area; offsets and sizes are multiples of kAlign.
-class Allocator {
- public:
-  explicit Allocator(size_t bytes) {
-    if (bytes > 0) free_[0] = bytes;
-  }
-  // Offset of `bytes` bytes, or -1.
-  int64_t allocate(size_t bytes) {
-    bytes = alignUp(std::max<size_t>(bytes, 1), kAlign);
-    std::lock_guard<std::mutex> lock(mu_);
-    for (auto it = free_.begin(); it != free_.end(); ++it) {
-      if (it->second < bytes) continue;
-      const size_t at = it->first, left = it->second - bytes;
-      free_.erase(it);
-      if (left > 0) free_[at + bytes] = left;
-      used_[at] = bytes;
-      return static_cast<int64_t>(at);
-    }
-    return -1;
-  }
-  bool release(size_t at) {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto u = used_.find(at);
-    if (u == used_.end()) return false;
-    size_t bytes = u->second;
-    used_.erase(u);
-    auto next = free_.lower_bound(at);
-    if (next != free_.end() && next->first == at + bytes) {
-      bytes += next->second;
-      next = free_.erase(next);
-    }
-    if (next != free_.begin()) {
-      auto prev = std::prev(next);
-      if (prev->first + prev->second == at) {
-        prev->second += bytes;
-        return true;
-      }
-    }
-    free_[at] = bytes;
-    return true;
-  }
-  size_t largestFree() {
-    std::lock_guard<std::mutex> lock(mu_);
-    size_t best = 0;
-    for (const auto& [at, bytes] : free_) best = std::max(best, bytes);
-    return best;
-  }
-
- private:
-  std::mutex mu_;
-  std::map<size_t, size_t> free_, used_;
-};
-
 class ShmTransport final : public Transport {
  public:
   ShmTransport(std::string name, int rank, int size, std::vector<std::shared_ptr<Mapping>> segments,
@@ -245,11 +193,11 @@ class ShmTransport final : public Transport {
   void finish(Call& call) override;
   Clock::duration livenessInterval() const override { return kLiveness; }
 
-  void* allocate(size_t bytes) {
+  void* allocate(size_t bytes) override {
     const int64_t at = alloc_.allocate(bytes);
     return at < 0 ? nullptr : data(rank_) + at;
   }
-  bool release(void* ptr) {
+  bool release(void* ptr) override {
     const auto* p = static_cast<const std::byte*>(ptr);
     if (p < data(rank_) || p >= data(rank_) + header(rank_).dataBytes) return false;
     return alloc_.release(static_cast<size_t>(p - data(rank_)));
@@ -274,7 +222,7 @@ class ShmTransport final : public Transport {
   const int rank_, size_;
   std::vector<std::shared_ptr<Mapping>> segments_;  // by rank, own included
   std::vector<ProcessId> processes_;
-  Allocator alloc_;
+  FirstFit alloc_;       // over the data area
   int64_t staged_ = -1;  // the open call's staging block
 };
 
@@ -458,11 +406,6 @@ void ShmTransport::finish(Call&) {
   header(rank_).generation.fetch_add(1, std::memory_order_release);
   if (staged_ >= 0) alloc_.release(static_cast<size_t>(staged_));
   staged_ = -1;
-}
-
-ShmTransport* shmTransportOf(Engine& engine) {
-  auto* e = dynamic_cast<ProtocolEngine*>(&engine);
-  return e == nullptr ? nullptr : dynamic_cast<ShmTransport*>(&e->transport());
 }
 
 // ---- Bootstrap ----
@@ -705,16 +648,6 @@ Status createEngine(const std::string& id, int nRanks, int rank, const Options& 
                               fn, why));
   Bootstrap bootstrap(parsed, nRanks, rank, options);
   return bootstrap.run(out);
-}
-
-void* allocate(Engine& engine, size_t bytes) {
-  ShmTransport* t = shmTransportOf(engine);
-  return t == nullptr || bytes == 0 ? nullptr : t->allocate(bytes);
-}
-
-bool release(Engine& engine, void* ptr) {
-  ShmTransport* t = shmTransportOf(engine);
-  return t != nullptr && ptr != nullptr && t->release(ptr);
 }
 
 }  // namespace moedist::comm::shm

@@ -44,10 +44,4 @@ struct Options {
 // it; it returns when every member has attached, or with an error naming the ranks that did not.
 Status createEngine(const std::string& id, int nRanks, int rank, const Options& options, std::unique_ptr<Engine>* out);
 
-// Memory in the data area of `engine`'s own segment (64-byte aligned), or nullptr: no room, or not a shared-memory
-// engine. Regions inside it are published without a staging copy.
-void* allocate(Engine& engine, size_t bytes);
-// Releases memory from allocate() (false: not from this engine).
-bool release(Engine& engine, void* ptr);
-
 }  // namespace moedist::comm::shm

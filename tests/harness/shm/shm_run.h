@@ -21,7 +21,7 @@ namespace moedist::testing {
 // running then are killed (SIGKILL) and reported as failures, as are children that crashed. When any child could
 // not create its communicators, every child returns without running and the result names the failures.
 // The tensors a rank publishes (dispatch's x, combine's expandX) are in the caller's memory, which the engine stages
-// into the segment every call, unless o.tensorsInSegment puts them in the segment (shmAllocate).
+// into the segment every call, unless o.tensorsInCommMemory puts them in the segment (memAlloc).
 RunResult runScenarioShm(const Scenario& sc, const RunOptions& o);
 
 // One process's RunResult (runScenarioRank's: at most one rank) as bytes, and back (false: malformed or cut short).

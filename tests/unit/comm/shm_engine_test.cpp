@@ -225,7 +225,7 @@ TEST(ShmEngine, RegionsInAllocatedMemoryArePublishedInPlace) {
   Engines engines = makeEngines(2);
   Engine& e0 = *engines[0];
   constexpr size_t kBytes = 1 << 20;
-  auto* mine = static_cast<uint8_t*>(shm::allocate(e0, kBytes));
+  auto* mine = static_cast<uint8_t*>(e0.allocate(kBytes));
   ASSERT_NE(mine, nullptr);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(mine) % 64, 0u);
   for (size_t i = 0; i < kBytes; ++i) mine[i] = static_cast<uint8_t>(i * 7);
@@ -245,10 +245,10 @@ TEST(ShmEngine, RegionsInAllocatedMemoryArePublishedInPlace) {
     if (r == 0) mine[5] = 0xAB;
     ASSERT_TRUE(e.close(Clock::now() + 20s).ok());
   });
-  EXPECT_TRUE(shm::release(e0, mine));
-  EXPECT_FALSE(shm::release(e0, mine)) << "released twice";
-  EXPECT_FALSE(shm::release(e0, copy.data())) << "not from the segment";
-  EXPECT_EQ(shm::allocate(e0, size_t{1} << 40), nullptr);
+  EXPECT_TRUE(e0.release(mine));
+  EXPECT_FALSE(e0.release(mine)) << "released twice";
+  EXPECT_FALSE(e0.release(copy.data())) << "not from the segment";
+  EXPECT_EQ(e0.allocate(size_t{1} << 40), nullptr);
 }
 
 TEST(ShmEngine, AFullDataAreaFailsEveryRankAtOnce) {

@@ -547,6 +547,67 @@ TEST_P(Conformance, PeerRegionAgreesWithMapped) {
   });
 }
 
+// The engine's memory space (Engine::allocate): engines that share memory between processes give memory that a call
+// publishes where it is, with no staging copy: a peer sees two allocated regions as far apart as the owner does
+// (staged copies would lie side by side). The others give none. Either way the bytes arrive; release() takes back
+// only what allocate() gave, once.
+TEST_P(Conformance, AllocatedMemoryIsPublishedInPlace) {
+  run(2, [](RankContext& ctx) {
+    Engine& e = ctx.engine();
+    const int me = ctx.rank();
+    const auto all = ranksUpTo(ctx.ranks());
+    const bool hasMemory = ctx.kind() == "shm" || ctx.kind() == "mpi_shm";
+    constexpr size_t kFirst = 1000, kGap = 4096, kSecond = 3000;
+    auto* first = static_cast<std::byte*>(e.allocate(kFirst));
+    void* gap = e.allocate(kGap);
+    auto* second = static_cast<std::byte*>(e.allocate(kSecond));
+    ctx.check((first != nullptr && gap != nullptr && second != nullptr) == hasMemory,
+              std::string("allocate() gave ") + (first != nullptr ? "memory" : "none") + ", expected " +
+                  (hasMemory ? "memory" : "none") + " for engine kind " + ctx.kind());
+    std::vector<std::byte> heapFirst, heapSecond;
+    if (first == nullptr || second == nullptr) {
+      heapFirst.resize(kFirst);
+      heapSecond.resize(kSecond);
+      first = heapFirst.data();
+      second = heapSecond.data();
+    }
+    if (heapFirst.empty())
+      ctx.check(reinterpret_cast<uintptr_t>(first) % 64 == 0 && reinterpret_cast<uintptr_t>(second) % 64 == 0,
+                "allocate() gave memory not aligned to 64 bytes");
+    fillPattern(seedOf(kLarge, 2, me, 0), first, kFirst);
+    fillPattern(seedOf(kLarge, 2, me, 1), second, kSecond);
+    const int64_t distance = heapFirst.empty() ? second - first : 0;
+    const Region regions[] = {{first, kFirst}, {second, kSecond}};
+    if (!e.open(all, bytesOf(distance), regions, in(20s)).ok()) {
+      ctx.fail("open failed");
+      return;
+    }
+    for (int p : all) {
+      checkRegion(ctx, p, 0, seedOf(kLarge, 2, p, 0), kFirst, "allocated memory");
+      checkRegion(ctx, p, 1, seedOf(kLarge, 2, p, 1), kSecond, "allocated memory");
+      int64_t theirs = 0;
+      std::memcpy(&theirs, e.peerHeader(p).data(), sizeof theirs);
+      const std::byte* a = e.peerRegion(p, 0);
+      const std::byte* b = e.peerRegion(p, 1);
+      if (theirs != 0 && a != nullptr && b != nullptr)
+        ctx.check(b - a == theirs, "rank " + std::to_string(p) + "'s allocated regions are " + std::to_string(b - a) +
+                                       " bytes apart here and " + std::to_string(theirs) +
+                                       " bytes apart in its memory: they were copied, not published in place");
+    }
+    ctx.check(e.close(in(20s)).ok(), "close");
+    if (!heapFirst.empty()) {
+      ctx.check(!e.release(heapFirst.data()), "release() took memory allocate() did not give");
+      return;
+    }
+    ctx.check(e.release(first) && e.release(gap) && e.release(second), "release() refused allocate()'s memory");
+    ctx.check(!e.release(first), "release() took the same memory twice");
+    ctx.check(e.allocate(size_t{1} << 50) == nullptr, "allocate() gave a petabyte");
+    void* again = e.allocate(kFirst + kGap + kSecond);
+    ctx.check(again != nullptr, "allocate() gave nothing after everything was released");
+    if (again != nullptr) ctx.check(e.release(again), "release() refused allocate()'s memory");
+  });
+}
+
 // Calls over different subsets interleave, each matched by its own sequence: ranks {0, 1} make two calls while
 // {1, 2} make one, rank 1 taking {1, 2} first while rank 0 already waits in {0, 1}; then everyone, then more.
 TEST_P(Conformance, InterleavedSubsets) {
