@@ -1,5 +1,5 @@
 // Pieces dispatch and combine share: matching the communicators to the attributes, booking dense copies of
-// strided inputs, binding the workspace, and reading peer memory whether or not the engine maps it.
+// strided inputs, binding the workspace, failing together, and how rows are written (peer_rows.h reaches peers).
 #pragma once
 
 #include <cstddef>
@@ -46,16 +46,6 @@ inline void copyRows(const kernels::KernelTable& k, bool stream, void* dst, cons
   } else {
     std::memcpy(dst, src, bytes);
   }
-}
-
-// Bytes [offset, offset + bytes) of a peer's region: a pointer into the peer's memory when the engine maps it,
-// else a copy made with read() into `buffer` (which must hold `bytes`). A failed read is recorded in *status (an
-// earlier error is never overwritten by a later success).
-inline const std::byte* peerBytes(comm::Engine& engine, int peer, int region, size_t offset, size_t bytes,
-                                  std::byte* buffer, Status* status) {
-  if (const std::byte* base = engine.peerRegion(peer, region)) return base + offset;
-  if (Status s = engine.read(peer, region, offset, buffer, bytes); !s.ok()) *status = std::move(s);
-  return buffer;
 }
 
 }  // namespace moedist::core

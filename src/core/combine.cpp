@@ -17,6 +17,7 @@
 #include "core/call_common.h"
 #include "core/exchange.h"
 #include "core/operators.h"
+#include "core/peer_rows.h"
 #include "core/routing_plan.h"
 #include "core/topology.h"
 #include "core/validate.h"
@@ -141,21 +142,18 @@ class CombineRun {
                           numOwn_, numPeer, peerCounts[0], peerCounts[1])));
     const auto kind = a_.expandX.dtype() == DType::kFloat16 ? kernels::Float16Kind::kFp16 : kernels::Float16Kind::kBf16;
     const auto* self = reinterpret_cast<const uint16_t*>(in_.expandX.data());
-    Status status;
-    const std::byte* peerBase = engine.peerRegion(peer, 0);
-    auto reduce = [&](int64_t b, int64_t e) {
-      std::vector<std::byte> buf(peerBase ? 0 : rowBytes);
-      for (int64_t i = b; i < e; ++i) {
-        const auto* other = reinterpret_cast<const uint16_t*>(
-            peerBytes(engine, peer, 0, static_cast<size_t>(numPeer + i) * rowBytes, rowBytes, buf.data(), &status));
-        ctx_.kernels->addRows(self + i * geo_.H, other, kind, geo_.H, out.data() + i * geo_.H);
-      }
-    };
-    if (peerBase != nullptr) {
-      tp.pool.parallelFor(numOwn_, 8, reduce);
-    } else {
-      reduce(0, numOwn_);
-    }
+    PeerRows peers(tp);
+    std::vector<PeerPiece> pieces(static_cast<size_t>(numOwn_));
+    std::vector<const std::byte*> other(pieces.size());
+    for (size_t i = 0; i < pieces.size(); ++i)
+      pieces[i] = {peer, 0, (static_cast<size_t>(numPeer) + i) * rowBytes, rowBytes};
+    const Status status = peers.resolve(pieces, other);
+    if (status.ok())
+      tp.pool.parallelFor(numOwn_, 8, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i)
+          ctx_.kernels->addRows(self + i * geo_.H, reinterpret_cast<const uint16_t*>(other[static_cast<size_t>(i)]),
+                                kind, geo_.H, out.data() + i * geo_.H);
+      });
     return open.close(status);
   }
 
@@ -218,22 +216,26 @@ class CombineRun {
       for (int64_t j = 0; j < geo_.S; ++j) kinds_[static_cast<size_t>(t * KS + K + j)] = SlotKind::kShared;
       expected += geo_.S;
     }
-    int64_t arrived = 0;
-    std::vector<IndexEntry> buffer;
+    // Every participant's index entries addressed to this rank.
+    std::vector<PeerPiece> pieces;
     for (int peer : topo_.participants) {
       const auto offsets = headerWords<int32_t>(engine.peerHeader(peer));
       MOEDIST_CHECK(offsets.size() == static_cast<size_t>(topo_.W + 1));
       const int32_t begin = offsets[static_cast<size_t>(topo_.self)],
                     end = offsets[static_cast<size_t>(topo_.self + 1)];
-      const IndexEntry* entries = reinterpret_cast<const IndexEntry*>(engine.peerRegion(peer, kRegionIndex));
-      if (entries == nullptr && end > begin) {
-        buffer.resize(static_cast<size_t>(end - begin));
-        MOEDIST_RETURN_IF_ERROR(engine.read(peer, kRegionIndex, begin * sizeof(IndexEntry), buffer.data(),
-                                            buffer.size() * sizeof(IndexEntry)));
-        entries = buffer.data() - begin;
-      }
-      for (int32_t i = begin; i < end; ++i) {
-        const IndexEntry& entry = entries[i];
+      pieces.push_back({peer, kRegionIndex, static_cast<size_t>(begin) * sizeof(IndexEntry),
+                        static_cast<size_t>(std::max(end - begin, 0)) * sizeof(IndexEntry)});
+    }
+    PeerRows peers(ctx_);
+    std::vector<const std::byte*> at(pieces.size());
+    MOEDIST_RETURN_IF_ERROR(peers.resolve(pieces, at));
+    int64_t arrived = 0;
+    for (size_t j = 0; j < pieces.size(); ++j) {
+      const int peer = pieces[j].peer;
+      const size_t count = pieces[j].bytes / sizeof(IndexEntry);
+      for (size_t i = 0; i < count; ++i) {
+        IndexEntry entry;
+        std::memcpy(&entry, at[j] + i * sizeof(IndexEntry), sizeof entry);
         const bool inRange = entry.slot >= 0 && entry.slot < geo_.Bs * KS;
         const auto kind = inRange ? kinds_[static_cast<size_t>(entry.slot)] : SlotKind::kSkip;
         if ((kind != SlotKind::kMoe && kind != SlotKind::kShared) || rowPeer_[static_cast<size_t>(entry.slot)] != -1)
@@ -257,37 +259,37 @@ class CombineRun {
   }
 
   // Source side, step 2: the fused weighted sum, residual add and RmsNorm per active token (SPEC 3.3-3.4).
-  Status reduce(comm::Engine& engine, const RoutingPlan& plan) {
+  Status reduce(const RoutingPlan& plan) {
     const int64_t H = geo_.H, KS = slotsPerToken(), K = geo_.K;
     const bool quant = a_.commQuantMode == 2;
     const int64_t groups = kernels::commQuantGroups(H);
-    const bool mapped = engine.mapped();
     const bool addNorm = isAddRmsNorm(op_);
     const float invH = 1.0f / static_cast<float>(H);
     const size_t rowBytes = static_cast<size_t>(H) * (quant ? 1 : 2);
     const size_t scaleBytes = quant ? static_cast<size_t>(groups) * 2 : 0;
-    // Unmapped engines: the rows (and scales) are fetched first, from the calling thread; then, as with a mapped
-    // engine, the kernel threads reduce, reading them in place.
-    Fetched fetched;
-    if (!mapped) MOEDIST_RETURN_IF_ERROR(fetchRows(engine, rowBytes, scaleBytes, &fetched));
-    auto rowOf = [&](size_t slot) {
-      return mapped ? engine.peerRegion(rowPeer_[slot], kRegionRows) + static_cast<size_t>(rowIdx_[slot]) * rowBytes
-                    : fetched.rowAt[slot];
-    };
-    auto scalesOf = [&](size_t slot) {
-      return reinterpret_cast<const uint16_t*>(mapped ? engine.peerRegion(rowPeer_[slot], kRegionGroupScales) +
-                                                            static_cast<size_t>(rowIdx_[slot]) * scaleBytes
-                                                      : fetched.scaleAt[slot]);
-    };
+    // Every expected slot's row (and int8 group scales) at the peer that returns it.
+    const size_t slots = rowPeer_.size();
+    std::vector<PeerPiece> rowPieces(slots), scalePieces(quant ? slots : 0);
+    for (size_t slot = 0; slot < slots; ++slot) {
+      if (rowPeer_[slot] < 0) continue;  // no row: an empty piece
+      const auto row = static_cast<size_t>(rowIdx_[slot]);
+      rowPieces[slot] = {rowPeer_[slot], kRegionRows, row * rowBytes, rowBytes};
+      if (quant) scalePieces[slot] = {rowPeer_[slot], kRegionGroupScales, row * scaleBytes, scaleBytes};
+    }
+    PeerRows peerRows(ctx_), peerScales(ctx_);
+    std::vector<const std::byte*> rowAt(slots), scaleAt(scalePieces.size());
+    MOEDIST_RETURN_IF_ERROR(peerRows.resolve(rowPieces, rowAt));
+    MOEDIST_RETURN_IF_ERROR(peerScales.resolve(scalePieces, scaleAt));
     // The slots' rows of token t as the kernel reads them (nullptr: no row): in place, or dequantized into `local`.
     auto rowsOf = [&](int64_t t, const uint16_t** rows, uint16_t* local) {
       for (int64_t k = 0; k < KS; ++k) {
         const size_t slot = static_cast<size_t>(t * KS + k);
         rows[k] = nullptr;
         if (rowPeer_[slot] < 0) continue;
-        const std::byte* src = rowOf(slot);
+        const std::byte* src = rowAt[slot];
         if (quant) {
-          ctx_.kernels->commDequantRow(reinterpret_cast<const int8_t*>(src), scalesOf(slot), H, local + k * H);
+          ctx_.kernels->commDequantRow(reinterpret_cast<const int8_t*>(src),
+                                       reinterpret_cast<const uint16_t*>(scaleAt[slot]), H, local + k * H);
           rows[k] = local + k * H;
         } else {
           rows[k] = reinterpret_cast<const uint16_t*>(src);
@@ -338,44 +340,6 @@ class CombineRun {
       }
     };
     ctx_.pool.parallelFor(geo_.Bs, 4, work);
-    return okStatus();
-  }
-
-  // The rows (and group scales) of every expected slot, read from the peers for an unmapped engine, where each read
-  // may be a message (MPI across hosts): one read per run of consecutive rows of a peer (a peer returns the rows of
-  // one source in one run per local expert).
-  struct Fetched {
-    std::vector<std::byte> rows, scales;
-    std::vector<const std::byte*> rowAt, scaleAt;  // [Bs * (K + S)]
-  };
-  Status fetchRows(comm::Engine& engine, size_t rowBytes, size_t scaleBytes, Fetched* f) const {
-    std::vector<size_t> slots;  // the expected slots, by (peer, row)
-    for (size_t slot = 0; slot < rowPeer_.size(); ++slot)
-      if (rowPeer_[slot] >= 0) slots.push_back(slot);
-    std::sort(slots.begin(), slots.end(), [&](size_t a, size_t b) {
-      return std::pair(rowPeer_[a], rowIdx_[a]) < std::pair(rowPeer_[b], rowIdx_[b]);
-    });
-    f->rows.resize(slots.size() * rowBytes);
-    f->scales.resize(slots.size() * scaleBytes);
-    f->rowAt.assign(rowPeer_.size(), nullptr);
-    f->scaleAt.assign(rowPeer_.size(), nullptr);
-    for (size_t b = 0, e = 0; b < slots.size(); b = e) {
-      const int peer = rowPeer_[slots[b]];
-      const auto first = static_cast<size_t>(rowIdx_[slots[b]]);
-      for (e = b + 1;
-           e < slots.size() && rowPeer_[slots[e]] == peer && static_cast<size_t>(rowIdx_[slots[e]]) == first + (e - b);
-           ++e) {
-      }
-      MOEDIST_RETURN_IF_ERROR(
-          engine.read(peer, kRegionRows, first * rowBytes, f->rows.data() + b * rowBytes, (e - b) * rowBytes));
-      if (scaleBytes > 0)
-        MOEDIST_RETURN_IF_ERROR(engine.read(peer, kRegionGroupScales, first * scaleBytes,
-                                            f->scales.data() + b * scaleBytes, (e - b) * scaleBytes));
-      for (size_t i = b; i < e; ++i) {
-        f->rowAt[slots[i]] = f->rows.data() + i * rowBytes;
-        f->scaleAt[slots[i]] = f->scales.data() + i * scaleBytes;
-      }
-    }
     return okStatus();
   }
 
@@ -493,7 +457,7 @@ Status combine(RankContext& ep, RankContext* tp, const CombineCall& call, std::s
   Status s = open.open(topo.participants, header.bytes(), regions);
   if (s.ok()) s = agree(call.op, *ep.engine, topo.participants, local);
   if (s.ok()) s = run.collect(*ep.engine, plan);
-  if (s.ok()) s = run.reduce(*ep.engine, plan);
+  if (s.ok()) s = run.reduce(plan);
   return open.close(s);
 }
 

@@ -18,6 +18,7 @@
 #include "core/call_common.h"
 #include "core/exchange.h"
 #include "core/operators.h"
+#include "core/peer_rows.h"
 #include "core/routing_plan.h"
 #include "core/topology.h"
 #include "core/validate.h"
@@ -143,76 +144,51 @@ class DispatchRun {
     const size_t outRowBytes = quant ? static_cast<size_t>(H) : xRowBytes;
     auto* out = static_cast<std::byte*>(a_.expandX.data());
     auto* triples = a_.assistInfoForCombine.ptr<int32_t>();
-    float* dynScales = quant ? a_.dynamicScales.ptr<float>() : nullptr;
     const int64_t moeBase = S + (topo_.self - topo_.Srank) * topo_.L;  // smooth-scale row of local expert 0
-    const int64_t n = static_cast<int64_t>(rows_.size());
-    const bool stream = streamOutput(static_cast<size_t>(n) * outRowBytes);
+    const size_t n = rows_.size();
 
-    Status status;
-    // Output row `row` from its slot and its source's x row (the row's one copy, or its quantization).
-    auto fill = [&](int64_t row, const SlotRef& ref, const std::byte* x, std::byte* scaleBuf) {
-      const RowSource& src = rows_[static_cast<size_t>(row)];
-      std::byte* dst = out + row * outRowBytes;
-      if (!quant) {
-        copyRows(*ctx_.kernels, stream, dst, x, xRowBytes);
-      } else {
-        const float* smooth = nullptr;
-        if (engine_.peerRegionBytes(src.peer, kRegionScales) > 0) {
-          const int64_t scaleRow = ref.k >= K ? ref.k - K : moeBase + src.localExpert;
-          smooth = reinterpret_cast<const float*>(peerBytes(
-              engine_, src.peer, kRegionScales, scaleRow * H * sizeof(float), H * sizeof(float), scaleBuf, &status));
-        }
-        ctx_.kernels->quantizeRow(reinterpret_cast<const uint16_t*>(x), kind, smooth, H, reinterpret_cast<int8_t*>(dst),
-                                  &dynScales[row]);
-      }
-      triples[3 * row] = src.sourceId;
-      triples[3 * row + 1] = ref.t;
-      triples[3 * row + 2] = ref.k;
-    };
-    if (engine_.mapped()) {  // peers' memory in place, from the kernel threads
-      ctx_.pool.parallelFor(n, 16, [&](int64_t begin, int64_t end) {
-        for (int64_t row = begin; row < end; ++row) {
-          const RowSource& src = rows_[static_cast<size_t>(row)];
-          SlotRef ref{};
-          std::memcpy(&ref, engine_.peerRegion(src.peer, kRegionEntries) + src.entry * sizeof(SlotRef), sizeof ref);
-          fill(row, ref, engine_.peerRegion(src.peer, kRegionX) + static_cast<size_t>(ref.t) * xRowBytes, nullptr);
-        }
-      });
-      return status;
+    // Each row's slot (t, k) at its source, from the source's plan entries.
+    PeerRows peers(ctx_);
+    std::vector<PeerPiece> pieces(n);
+    std::vector<const std::byte*> at(n);
+    for (size_t row = 0; row < n; ++row)
+      pieces[row] = {rows_[row].peer, kRegionEntries, static_cast<size_t>(rows_[row].entry) * sizeof(SlotRef),
+                     sizeof(SlotRef)};
+    MOEDIST_RETURN_IF_ERROR(peers.resolve(pieces, at));
+    std::vector<SlotRef> refs(n);
+    for (size_t row = 0; row < n; ++row) {
+      std::memcpy(&refs[row], at[row], sizeof(SlotRef));
+      triples[3 * row] = rows_[row].sourceId;
+      triples[3 * row + 1] = refs[row].t;
+      triples[3 * row + 2] = refs[row].k;
     }
-    // Engine reads, from the calling thread only, and as few as possible, since each may be a message (MPI across
-    // hosts): the slots of each run of consecutive entries in one read, and a source's whole x in one read when
-    // this rank takes at least half of its rows.
-    std::vector<SlotRef> refs(static_cast<size_t>(n));
-    for (int64_t b = 0, e = 0; b < n; b = e) {
-      const RowSource& first = rows_[static_cast<size_t>(b)];
-      for (e = b + 1; e < n && rows_[static_cast<size_t>(e)].peer == first.peer &&
-                      rows_[static_cast<size_t>(e)].entry == rows_[static_cast<size_t>(e - 1)].entry + 1;
-           ++e) {
-      }
-      MOEDIST_RETURN_IF_ERROR(engine_.read(first.peer, kRegionEntries, first.entry * sizeof(SlotRef), refs.data() + b,
-                                           static_cast<size_t>(e - b) * sizeof(SlotRef)));
+
+    // The rows themselves: x[t] of the source, copied once (streamed around the caches when the output is large).
+    for (size_t row = 0; row < n; ++row)
+      pieces[row] = {rows_[row].peer, kRegionX, static_cast<size_t>(refs[row].t) * xRowBytes, xRowBytes};
+    if (!quant) return peers.gather(pieces, out, outRowBytes, streamOutput(n * outRowBytes));
+
+    // quantMode 2: quantized on the way, with the smooth-scale row of the row's expert when the source gave scales.
+    MOEDIST_RETURN_IF_ERROR(peers.resolve(pieces, at));
+    PeerRows scalePeers(ctx_);
+    std::vector<PeerPiece> scalePieces(n);
+    std::vector<const std::byte*> smooth(n);
+    for (size_t row = 0; row < n; ++row) {
+      const RowSource& src = rows_[row];
+      if (engine_.peerRegionBytes(src.peer, kRegionScales) == 0) continue;  // no scales: an empty piece
+      const int64_t scaleRow = refs[row].k >= K ? refs[row].k - K : moeBase + src.localExpert;
+      scalePieces[row] = {src.peer, kRegionScales, static_cast<size_t>(scaleRow * H) * sizeof(float),
+                          static_cast<size_t>(H) * sizeof(float)};
     }
-    std::vector<std::vector<int64_t>> rowsFrom(static_cast<size_t>(topo_.W));  // by source id
-    for (int64_t row = 0; row < n; ++row)
-      rowsFrom[static_cast<size_t>(rows_[static_cast<size_t>(row)].sourceId)].push_back(row);
-    std::vector<std::byte> xBuf, scaleBuf(quant ? static_cast<size_t>(H) * sizeof(float) : 0);
-    for (const auto& rows : rowsFrom) {
-      if (rows.empty()) continue;
-      const int peer = rows_[static_cast<size_t>(rows.front())].peer;
-      const size_t xBytes = engine_.peerRegionBytes(peer, kRegionX);
-      const bool whole = 2 * rows.size() * xRowBytes >= xBytes;
-      xBuf.resize(whole ? xBytes : xRowBytes);
-      if (whole) MOEDIST_RETURN_IF_ERROR(engine_.read(peer, kRegionX, 0, xBuf.data(), xBytes));
-      for (int64_t row : rows) {
-        const SlotRef& ref = refs[static_cast<size_t>(row)];
-        const size_t offset = static_cast<size_t>(ref.t) * xRowBytes;
-        MOEDIST_CHECK(ref.t >= 0 && offset + xRowBytes <= xBytes);  // the source's slots index its own x
-        if (!whole) MOEDIST_RETURN_IF_ERROR(engine_.read(peer, kRegionX, offset, xBuf.data(), xRowBytes));
-        fill(row, ref, xBuf.data() + (whole ? offset : 0), scaleBuf.data());
-      }
-    }
-    return status;
+    MOEDIST_RETURN_IF_ERROR(scalePeers.resolve(scalePieces, smooth));
+    float* dynScales = a_.dynamicScales.ptr<float>();
+    ctx_.pool.parallelFor(static_cast<int64_t>(n), 16, [&](int64_t begin, int64_t end) {
+      for (auto row = static_cast<size_t>(begin); row < static_cast<size_t>(end); ++row)
+        ctx_.kernels->quantizeRow(reinterpret_cast<const uint16_t*>(at[row]), kind,
+                                  reinterpret_cast<const float*>(smooth[row]), H,
+                                  reinterpret_cast<int8_t*>(out + row * outRowBytes), &dynScales[row]);
+    });
+    return okStatus();
   }
 
   // epRecvCounts and expertTokenNums (SPEC 2.4).
@@ -275,18 +251,17 @@ Status tpAllGather(RankContext& tp, const DispatchCall& call, const Geometry& ge
     return open.close(Status(StatusCode::kInvalidArgument,
                              fmt::format("{}: expandX: has room for {} rows, but own + peer rows are {} + {}",
                                          toString(call.op), a.expandX.dim(0), numOwn, numPeer)));
-  Status status;
+  // The peer's rows after this rank's own, then their dynamic scales.
+  PeerRows peers(tp);
+  std::vector<PeerPiece> pieces(static_cast<size_t>(numPeer));
+  for (size_t i = 0; i < pieces.size(); ++i) pieces[i] = {peer, 0, i * rowBytes, rowBytes};
   auto* dst = static_cast<std::byte*>(a.expandX.data()) + numOwn * rowBytes;
-  if (const std::byte* src = engine.peerRegion(peer, 0)) {
-    const bool stream = streamOutput(static_cast<size_t>(numPeer) * rowBytes);
-    tp.pool.parallelFor(numPeer, 64, [&](int64_t b, int64_t e) {
-      copyRows(*tp.kernels, stream, dst + b * rowBytes, src + b * rowBytes, static_cast<size_t>(e - b) * rowBytes);
-    });
-  } else {
-    status = engine.read(peer, 0, 0, dst, static_cast<size_t>(numPeer) * rowBytes);
+  Status status = peers.gather(pieces, dst, rowBytes, streamOutput(pieces.size() * rowBytes));
+  if (quant && status.ok()) {
+    const PeerPiece scales[] = {{peer, 1, 0, static_cast<size_t>(numPeer) * sizeof(float)}};
+    status = peers.gather(scales, reinterpret_cast<std::byte*>(a.dynamicScales.ptr<float>() + numOwn), scales[0].bytes,
+                          /*stream=*/false);
   }
-  if (quant && status.ok())
-    status = engine.read(peer, 1, 0, a.dynamicScales.ptr<float>() + numOwn, static_cast<size_t>(numPeer) * 4);
   if (status.ok()) {
     std::copy(peerCounts.begin(), peerCounts.end(), a.epRecvCounts.ptr<int32_t>() + ownCounts.size());
     a.tpRecvCounts.ptr<int32_t>()[geo.tpr] = static_cast<int32_t>(numOwn);
