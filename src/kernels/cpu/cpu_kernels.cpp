@@ -5,7 +5,7 @@
 // reassociated: a token's slots are still added one after another per element, and the RmsNorm ReduceSum is the
 // same adjacent-pair tree, each tree level one vectorized loop. The code is plain loops that the compiler
 // vectorizes. A combined token is processed in blocks of kBlock elements whose fp32 accumulator stays in L1 while
-// the slot rows stream through it (two consecutive MoE slots per pass). Conversions are branch-free integer
+// the slot rows stream through it (up to four consecutive MoE slots per pass). Conversions are branch-free integer
 // code so that they vectorize too: bf16 is util/numeric.h's own, fp16 is rewritten in cpu_numeric.h (compilers
 // do not vectorize _Float16 casts) and tested against util/numeric.h. Rounding to an integer, and to fp16
 // precision inside the comm quantization, uses "magic number" additions (fl(v + M) - M with M = 1.5 * 2^k),
@@ -290,6 +290,28 @@ MOEDIST_INLINE void accumulateScaled2(float* __restrict e, float* __restrict o, 
   if (n % 2) e[pairs] = (e[pairs] + widen<kKind>(row0[n - 1]) * w0) + widen<kKind>(row1[n - 1]) * w1;
 }
 
+// Four consecutive weighted rows in one pass: the same four roundings per element, in slot order.
+template <Float16Kind kKind>
+MOEDIST_INLINE void accumulateScaled4(float* __restrict e, float* __restrict o, const uint16_t* const* rows,
+                                      const float* w, int64_t b, int64_t n) {
+  const uint16_t* __restrict r0 = rows[0] + b;
+  const uint16_t* __restrict r1 = rows[1] + b;
+  const uint16_t* __restrict r2 = rows[2] + b;
+  const uint16_t* __restrict r3 = rows[3] + b;
+  const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+  const int64_t pairs = n / 2;
+  for (int64_t i = 0; i < pairs; ++i) {
+    const uint32_t p0 = loadPair(r0, i), p1 = loadPair(r1, i), p2 = loadPair(r2, i), p3 = loadPair(r3, i);
+    e[i] =
+        (((e[i] + evenOf<kKind>(p0) * w0) + evenOf<kKind>(p1) * w1) + evenOf<kKind>(p2) * w2) + evenOf<kKind>(p3) * w3;
+    o[i] = (((o[i] + oddOf<kKind>(p0) * w0) + oddOf<kKind>(p1) * w1) + oddOf<kKind>(p2) * w2) + oddOf<kKind>(p3) * w3;
+  }
+  if (n % 2)
+    e[pairs] =
+        (((e[pairs] + widen<kKind>(r0[n - 1]) * w0) + widen<kKind>(r1[n - 1]) * w1) + widen<kKind>(r2[n - 1]) * w2) +
+        widen<kKind>(r3[n - 1]) * w3;
+}
+
 template <Float16Kind kKind>
 MOEDIST_INLINE void accumulate(float* __restrict e, float* __restrict o, const uint16_t* __restrict row, int64_t n) {
   const int64_t pairs = n / 2;
@@ -324,7 +346,11 @@ MOEDIST_INLINE void accumulateSlots(const CombineTokenArgs& a, int64_t b, int64_
       case SlotKind::kSkip:
         break;
       case SlotKind::kMoe:
-        if (k + 1 < a.numSlots && a.kinds[k + 1] == SlotKind::kMoe) {  // a pair of MoE slots: one pass
+        if (k + 3 < a.numSlots && a.kinds[k + 1] == SlotKind::kMoe && a.kinds[k + 2] == SlotKind::kMoe &&
+            a.kinds[k + 3] == SlotKind::kMoe) {  // four MoE slots: one pass
+          accumulateScaled4<kKind>(e, o, a.rows + k, a.weights + k, b, n);
+          k += 3;
+        } else if (k + 1 < a.numSlots && a.kinds[k + 1] == SlotKind::kMoe) {  // a pair of MoE slots: one pass
           accumulateScaled2<kKind>(e, o, a.rows[k] + b, a.weights[k], a.rows[k + 1] + b, a.weights[k + 1], n);
           ++k;
         } else {
