@@ -265,51 +265,30 @@ MOEDIST_INLINE uint32_t narrowPair(float even, float odd) {
 
 // The slot kernels, for the 16-bit format kKind of the token's inputs (bf16, or fp16 in CombineV2/V3). Each
 // adds one slot's term to the block's n values (e: even elements, o: odd elements).
-template <Float16Kind kKind>
-MOEDIST_INLINE void accumulateScaled(float* __restrict e, float* __restrict o, const uint16_t* __restrict row, float w,
-                                     int64_t n) {
+// kN consecutive weighted rows (rows[k] + b, weights[k]) in one pass, kN = 1, 2 or 4: per element the same
+// roundings in slot order as one row at a time, with the accumulator read and written once per pass, not per row.
+template <Float16Kind kKind, int kN>
+MOEDIST_INLINE void accumulateScaled(float* __restrict e, float* __restrict o, const uint16_t* const* rows,
+                                     const float* weights, int64_t b, int64_t n) {
+  const uint16_t* r[kN];
+  float w[kN];
+  for (int k = 0; k < kN; ++k) r[k] = rows[k] + b, w[k] = weights[k];
   const int64_t pairs = n / 2;
   for (int64_t i = 0; i < pairs; ++i) {
-    const uint32_t p = loadPair(row, i);
-    e[i] = e[i] + evenOf<kKind>(p) * w;
-    o[i] = o[i] + oddOf<kKind>(p) * w;
+    float ve = e[i], vo = o[i];
+    for (int k = 0; k < kN; ++k) {
+      const uint32_t p = loadPair(r[k], i);
+      ve = ve + evenOf<kKind>(p) * w[k];
+      vo = vo + oddOf<kKind>(p) * w[k];
+    }
+    e[i] = ve;
+    o[i] = vo;
   }
-  if (n % 2) e[pairs] = e[pairs] + widen<kKind>(row[n - 1]) * w;
-}
-
-// Two consecutive weighted rows in one pass: the same two roundings per element, half the accumulator traffic.
-template <Float16Kind kKind>
-MOEDIST_INLINE void accumulateScaled2(float* __restrict e, float* __restrict o, const uint16_t* __restrict row0,
-                                      float w0, const uint16_t* __restrict row1, float w1, int64_t n) {
-  const int64_t pairs = n / 2;
-  for (int64_t i = 0; i < pairs; ++i) {
-    const uint32_t p0 = loadPair(row0, i), p1 = loadPair(row1, i);
-    e[i] = (e[i] + evenOf<kKind>(p0) * w0) + evenOf<kKind>(p1) * w1;
-    o[i] = (o[i] + oddOf<kKind>(p0) * w0) + oddOf<kKind>(p1) * w1;
+  if (n % 2) {
+    float v = e[pairs];
+    for (int k = 0; k < kN; ++k) v = v + widen<kKind>(r[k][n - 1]) * w[k];
+    e[pairs] = v;
   }
-  if (n % 2) e[pairs] = (e[pairs] + widen<kKind>(row0[n - 1]) * w0) + widen<kKind>(row1[n - 1]) * w1;
-}
-
-// Four consecutive weighted rows in one pass: the same four roundings per element, in slot order.
-template <Float16Kind kKind>
-MOEDIST_INLINE void accumulateScaled4(float* __restrict e, float* __restrict o, const uint16_t* const* rows,
-                                      const float* w, int64_t b, int64_t n) {
-  const uint16_t* __restrict r0 = rows[0] + b;
-  const uint16_t* __restrict r1 = rows[1] + b;
-  const uint16_t* __restrict r2 = rows[2] + b;
-  const uint16_t* __restrict r3 = rows[3] + b;
-  const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
-  const int64_t pairs = n / 2;
-  for (int64_t i = 0; i < pairs; ++i) {
-    const uint32_t p0 = loadPair(r0, i), p1 = loadPair(r1, i), p2 = loadPair(r2, i), p3 = loadPair(r3, i);
-    e[i] =
-        (((e[i] + evenOf<kKind>(p0) * w0) + evenOf<kKind>(p1) * w1) + evenOf<kKind>(p2) * w2) + evenOf<kKind>(p3) * w3;
-    o[i] = (((o[i] + oddOf<kKind>(p0) * w0) + oddOf<kKind>(p1) * w1) + oddOf<kKind>(p2) * w2) + oddOf<kKind>(p3) * w3;
-  }
-  if (n % 2)
-    e[pairs] =
-        (((e[pairs] + widen<kKind>(r0[n - 1]) * w0) + widen<kKind>(r1[n - 1]) * w1) + widen<kKind>(r2[n - 1]) * w2) +
-        widen<kKind>(r3[n - 1]) * w3;
 }
 
 template <Float16Kind kKind>
@@ -345,20 +324,22 @@ MOEDIST_INLINE void accumulateSlots(const CombineTokenArgs& a, int64_t b, int64_
     switch (a.kinds[k]) {
       case SlotKind::kSkip:
         break;
-      case SlotKind::kMoe:
-        if (k + 3 < a.numSlots && a.kinds[k + 1] == SlotKind::kMoe && a.kinds[k + 2] == SlotKind::kMoe &&
-            a.kinds[k + 3] == SlotKind::kMoe) {  // four MoE slots: one pass
-          accumulateScaled4<kKind>(e, o, a.rows + k, a.weights + k, b, n);
-          k += 3;
-        } else if (k + 1 < a.numSlots && a.kinds[k + 1] == SlotKind::kMoe) {  // a pair of MoE slots: one pass
-          accumulateScaled2<kKind>(e, o, a.rows[k] + b, a.weights[k], a.rows[k + 1] + b, a.weights[k + 1], n);
-          ++k;
+      case SlotKind::kMoe: {  // up to four consecutive MoE slots in one pass
+        int run = 1;
+        while (run < 4 && k + run < a.numSlots && a.kinds[k + run] == SlotKind::kMoe) ++run;
+        if (run == 4) {
+          accumulateScaled<kKind, 4>(e, o, a.rows + k, a.weights + k, b, n);
+        } else if (run >= 2) {
+          accumulateScaled<kKind, 2>(e, o, a.rows + k, a.weights + k, b, n);
+          run = 2;
         } else {
-          accumulateScaled<kKind>(e, o, a.rows[k] + b, a.weights[k], n);
+          accumulateScaled<kKind, 1>(e, o, a.rows + k, a.weights + k, b, n);
         }
+        k += run - 1;
         break;
+      }
       case SlotKind::kCopy:
-        accumulateScaled<kKind>(e, o, a.oriX + b, a.weights[k], n);
+        accumulateScaled<kKind, 1>(e, o, &a.oriX, a.weights + k, b, n);
         break;
       case SlotKind::kConst: {
         const int64_t c = a.constIdx[k];
