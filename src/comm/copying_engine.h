@@ -1,6 +1,7 @@
 // CopyingEngine: wraps an engine and hides its peer mappings (peerRegion() returns nullptr), so that every access
 // to peer memory goes through read(), as it must on an engine that cannot map peer memory (MPI across hosts).
 // Selected for in-process communicators with MOEDIST_INPROC_COPY=1, to test core's copy path with the whole suite.
+// Tests derive from it to watch the reads (core's PeerRows test counts them).
 #pragma once
 
 #include <memory>
@@ -9,7 +10,7 @@
 
 namespace moedist::comm {
 
-class CopyingEngine final : public Engine {
+class CopyingEngine : public Engine {
  public:
   explicit CopyingEngine(std::unique_ptr<Engine> inner) : inner_(std::move(inner)) {}
 

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "comm/copying_engine.h"
 #include "comm/registry.h"
 #include "kernels/kernels.h"
 #include "support/rank_launcher.h"
@@ -31,34 +32,18 @@ std::byte patternByte(int rank, int region, size_t i) {
   return static_cast<std::byte>((i * 131 + i / kRow * 7 + static_cast<size_t>(rank) * 61 + region * 17) & 0xFF);
 }
 
-// Forwards to an engine, hides its mappings, and counts read() calls.
-class CountingEngine final : public comm::Engine {
+// The copy path's engine (mappings hidden), counting read() calls.
+class CountingEngine final : public comm::CopyingEngine {
  public:
-  explicit CountingEngine(std::unique_ptr<comm::Engine> inner) : inner_(std::move(inner)) {}
-  int rank() const override { return inner_->rank(); }
-  int size() const override { return inner_->size(); }
-  const std::string& name() const override { return inner_->name(); }
-  const char* kind() const override { return "counting"; }
-  Status open(std::span<const int> participants, std::span<const std::byte> header,
-              std::span<const comm::Region> regions, comm::Clock::time_point deadline) override {
-    return inner_->open(participants, header, regions, deadline);
-  }
-  std::span<const std::byte> peerHeader(int peer) const override { return inner_->peerHeader(peer); }
-  bool mapped() const override { return false; }
-  const std::byte* peerRegion(int, int) const override { return nullptr; }
-  size_t peerRegionBytes(int peer, int region) const override { return inner_->peerRegionBytes(peer, region); }
+  using CopyingEngine::CopyingEngine;
   Status read(int peer, int region, size_t offset, void* dst, size_t bytes) override {
     ++reads;
     bytesRead += bytes;
-    return inner_->read(peer, region, offset, dst, bytes);
+    return CopyingEngine::read(peer, region, offset, dst, bytes);
   }
-  Status close(comm::Clock::time_point deadline) override { return inner_->close(deadline); }
 
   int reads = 0;
   size_t bytesRead = 0;
-
- private:
-  std::unique_ptr<comm::Engine> inner_;
 };
 
 std::string testName(bool mapped) {
