@@ -71,14 +71,8 @@ class Engine {
   // window on the host; a device engine's device memory). 64-byte aligned. nullptr when the engine has no such
   // memory (the in-process engine reads any memory in place) or none left. Any thread may call these, also while a
   // call is open; release() every allocation before the engine goes (false: `ptr` is not this engine's memory).
-  virtual void* allocate(size_t bytes) {
-    (void)bytes;
-    return nullptr;
-  }
-  virtual bool release(void* ptr) {
-    (void)ptr;
-    return false;
-  }
+  virtual void* allocate(size_t /*bytes*/) { return nullptr; }
+  virtual bool release(void* /*ptr*/) { return false; }
 };
 
 }  // namespace moedist::comm

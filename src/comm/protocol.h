@@ -142,14 +142,8 @@ class Transport {
   virtual Clock::duration livenessInterval() const { return std::chrono::hours(24); }
 
   // Engine::allocate() and Engine::release(): memory that post() publishes in place. Called from any thread.
-  virtual void* allocate(size_t bytes) {
-    (void)bytes;
-    return nullptr;
-  }
-  virtual bool release(void* ptr) {
-    (void)ptr;
-    return false;
-  }
+  virtual void* allocate(size_t /*bytes*/) { return nullptr; }
+  virtual bool release(void* /*ptr*/) { return false; }
 };
 
 // An Engine over a Transport: the protocol described at the top of this file.
