@@ -13,7 +13,7 @@ namespace moedist::core {
 Status PeerRows::checkBounds(std::span<const PeerPiece> pieces) const {
   for (const PeerPiece& p : pieces) {
     if (p.bytes == 0) continue;
-    const size_t size = engine_.peerRegionBytes(p.peer, p.region);
+    const size_t size = engine().peerRegionBytes(p.peer, p.region);
     if (p.offset > size || p.bytes > size - p.offset)
       return Status(StatusCode::kInternal,
                     fmt::format("rank {}'s region {} has {} bytes, but bytes [{}, {}) of it were asked for", p.peer,
@@ -49,15 +49,16 @@ void PeerRows::planRuns(std::span<const PeerPiece> pieces) {
 }
 
 Status PeerRows::readRun(const PeerPiece& first, const Run& run, std::byte* dst) {
-  return engine_.read(first.peer, first.region, run.offset, dst, run.bytes);
+  return engine().read(first.peer, first.region, run.offset, dst, run.bytes);
 }
 
 Status PeerRows::resolve(std::span<const PeerPiece> pieces, std::span<const std::byte*> out) {
   MOEDIST_CHECK(out.size() == pieces.size());
   MOEDIST_RETURN_IF_ERROR(checkBounds(pieces));
-  if (engine_.mapped()) {
+  if (engine().mapped()) {
     for (size_t i = 0; i < pieces.size(); ++i)
-      out[i] = pieces[i].bytes == 0 ? nullptr : engine_.peerRegion(pieces[i].peer, pieces[i].region) + pieces[i].offset;
+      out[i] =
+          pieces[i].bytes == 0 ? nullptr : engine().peerRegion(pieces[i].peer, pieces[i].region) + pieces[i].offset;
     return okStatus();
   }
   std::fill(out.begin(), out.end(), nullptr);
@@ -79,12 +80,12 @@ Status PeerRows::gather(std::span<const PeerPiece> pieces, std::byte* dst, size_
   MOEDIST_RETURN_IF_ERROR(checkBounds(pieces));
   const kernels::KernelTable& k = *ctx_.kernels;
   const auto n = static_cast<int64_t>(pieces.size());
-  if (engine_.mapped()) {
+  if (engine().mapped()) {
     ctx_.pool.parallelFor(n, 16, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) {
         const PeerPiece& p = pieces[static_cast<size_t>(i)];
         if (p.bytes == 0) continue;
-        copyRows(k, stream, dst + i * stride, engine_.peerRegion(p.peer, p.region) + p.offset, p.bytes);
+        copyRows(k, stream, dst + i * stride, engine().peerRegion(p.peer, p.region) + p.offset, p.bytes);
       }
     });
     return okStatus();

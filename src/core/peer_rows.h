@@ -32,7 +32,7 @@ struct PeerPiece {
 class PeerRows {
  public:
   // Pieces of the call open on ctx's engine; ctx's kernel threads copy.
-  explicit PeerRows(RankContext& ctx) : ctx_(ctx), engine_(*ctx.engine) {}
+  explicit PeerRows(RankContext& ctx) : ctx_(ctx) {}
 
   // out[i] = the bytes of pieces[i] (nullptr for an empty piece), readable from any thread until the next resolve()
   // or gather() on this object, or its end. A piece outside its region fails the call (kInternal: peers' plans
@@ -54,8 +54,9 @@ class PeerRows {
   void planRuns(std::span<const PeerPiece> pieces);
   Status readRun(const PeerPiece& first, const Run& run, std::byte* dst);
 
+  comm::Engine& engine() const { return *ctx_.engine; }
+
   RankContext& ctx_;
-  comm::Engine& engine_;
   std::vector<size_t> order_;
   std::vector<Run> runs_;
   std::vector<std::byte> buffer_;  // resolve()'s copies; gather()'s one run at a time
