@@ -66,6 +66,10 @@ RunOptions runOptionsFrom(const RunFlags& f, const Scenario& sc) {
   return o;
 }
 
+std::string publishedTensors(const RunFlags& f, std::string_view space) {
+  return f.staging ? "in the caller's memory (staged per call)" : fmt::format("in the {} (memAlloc)", space);
+}
+
 std::string kernelsName() {
   const char* kernels = std::getenv("MOEDIST_KERNELS");
   return kernels != nullptr ? kernels : "cpu";

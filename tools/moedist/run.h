@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "harness/pipeline.h"
@@ -42,6 +43,9 @@ testing::RunOptions runOptionsFrom(const RunFlags& f, const testing::Scenario& s
 
 // The kernel table the communicators use ("cpu" unless MOEDIST_KERNELS says otherwise).
 std::string kernelsName();
+// Where a run with ranks as processes keeps x and the expert rows: "in the <space> (memAlloc)", or in the caller's
+// memory with --staging.
+std::string publishedTensors(const RunFlags& f, std::string_view space);
 
 // One engine's runs of the scenario: with the flags' kernels, and with the scalar reference kernels (the baseline;
 // all zero with --no-baseline).

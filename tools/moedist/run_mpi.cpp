@@ -105,8 +105,7 @@ int runOnEveryProcess(const RunFlags& f, int threadLevel) {
     fmt::print(
         "  engine: MPI, {} ranks as processes on {} host(s), {} kernel thread(s) per rank, kernels {}; x and expert "
         "rows {}\n",
-        ranks, hosts, f.kernelThreads, kernelsName(),
-        f.staging ? "in the caller's memory (staged per call)" : "in the shared window (memAlloc)");
+        ranks, hosts, f.kernelThreads, kernelsName(), publishedTensors(f, "shared window"));
     if (!f.engineOnly) fmt::print("  compared with: the in-process engine on process 0, {} ranks as threads\n", ranks);
     if (!f.noBaseline) fmt::print("  baseline: the same runs with the scalar reference kernels (\"ref\")\n");
     std::fflush(stdout);

@@ -45,8 +45,7 @@ void printHeader(const RunFlags& f, const Scenario& sc, const std::string& mpiLi
   fmt::print(
       "  engine: shared memory, {} ranks as processes forked by this one, {} kernel thread(s) per rank, kernels {}; "
       "x and expert rows {}\n",
-      ranks, f.kernelThreads, kernelsName(),
-      f.staging ? "in the caller's memory (staged per call)" : "in the segment (memAlloc)");
+      ranks, f.kernelThreads, kernelsName(), publishedTensors(f, "segment"));
   if (!f.engineOnly) fmt::print("  compared with: the in-process engine, {} ranks as threads\n", ranks);
   fmt::print("  {}\n", mpiLine);
   if (!f.noBaseline) fmt::print("  baseline: the same runs with the scalar reference kernels (\"ref\")\n");
