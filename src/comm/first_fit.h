@@ -1,6 +1,6 @@
-// FirstFit: a first-fit allocator over a range of offsets [0, bytes), for an engine's shared memory (the
-// shared-memory engine's segment, the MPI engine's window). Offsets and sizes are multiples of kAlign; the
-// bookkeeping is process-local and thread-safe.
+// An engine's shared memory (the shared-memory engine's segment, the MPI engine's window): FirstFit, a first-fit
+// allocator over a range of offsets [0, bytes), whose offsets and sizes are multiples of kAlign (the bookkeeping is
+// process-local and thread-safe); and offsetWithin(), which tells a region that lies in that memory already.
 #pragma once
 
 #include <algorithm>
@@ -11,6 +11,14 @@
 #include <mutex>
 
 namespace moedist::comm {
+
+// The offset of [p, p + bytes) in [base, base + size), or -1 when it does not lie wholly inside: a region the engine
+// can publish where it is.
+inline int64_t offsetWithin(const std::byte* base, size_t size, const void* p, size_t bytes) {
+  const auto b = reinterpret_cast<uintptr_t>(base), q = reinterpret_cast<uintptr_t>(p);
+  if (base == nullptr || q < b || q - b > size || bytes > size - (q - b)) return -1;
+  return static_cast<int64_t>(q - b);
+}
 
 class FirstFit {
  public:

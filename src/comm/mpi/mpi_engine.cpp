@@ -302,16 +302,11 @@ void MpiTransport::stage(const Call& call, Event& event) {
   if (!hostPeers) return;
   // A region from allocate() lies in the window already and is published where it is; the others are copied into
   // one block of the window.
-  auto offsetInWindow = [&](const Region& r) -> int64_t {
-    const auto* p = static_cast<const std::byte*>(r.data);
-    if (p < window_ || p > window_ + windowBytes_ || r.bytes > static_cast<size_t>(window_ + windowBytes_ - p))
-      return -1;
-    return p - window_;
-  };
+  auto inPlace = [&](const Region& r) { return offsetWithin(window_, windowBytes_, r.data, r.bytes); };
   size_t need = 0;
   for (int i = 0; i < call.numOwn; ++i) {
     const Region& r = call.own[static_cast<size_t>(i)];
-    if (r.bytes > 0 && offsetInWindow(r) < 0) need += alignUp(r.bytes);
+    if (r.bytes > 0 && inPlace(r) < 0) need += alignUp(r.bytes);
   }
   if (need > 0) staged_ = alloc_.allocate(need);
   if (need > 0 && staged_ < 0 && !warnedWindow_) {  // correct, but slow: say so once
@@ -328,8 +323,8 @@ void MpiTransport::stage(const Call& call, Event& event) {
     int64_t& where = event.where[static_cast<size_t>(i)];
     if (r.bytes == 0) {
       where = 0;
-    } else if (const int64_t inPlace = offsetInWindow(r); inPlace >= 0) {
-      where = inPlace;
+    } else if (const int64_t offset = inPlace(r); offset >= 0) {
+      where = offset;
     } else if (staged_ >= 0) {
       std::memcpy(window_ + at, r.data, r.bytes);
       where = static_cast<int64_t>(at);
@@ -351,9 +346,8 @@ void* MpiTransport::allocate(size_t bytes) {
 }
 
 bool MpiTransport::release(void* ptr) {
-  const auto* p = static_cast<const std::byte*>(ptr);
-  if (window_ == nullptr || p < window_ + allocBase_ || p >= window_ + windowBytes_) return false;
-  return alloc_.release(static_cast<size_t>(p - window_) - allocBase_);
+  const int64_t at = window_ == nullptr ? -1 : offsetWithin(window_ + allocBase_, windowBytes_ - allocBase_, ptr, 1);
+  return at >= 0 && alloc_.release(static_cast<size_t>(at));
 }
 
 Status MpiTransport::post(Call& call, Event& event, Clock::time_point deadline) {

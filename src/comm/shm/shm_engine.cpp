@@ -198,9 +198,8 @@ class ShmTransport final : public Transport {
     return at < 0 ? nullptr : data(rank_) + at;
   }
   bool release(void* ptr) override {
-    const auto* p = static_cast<const std::byte*>(ptr);
-    if (p < data(rank_) || p >= data(rank_) + header(rank_).dataBytes) return false;
-    return alloc_.release(static_cast<size_t>(p - data(rank_)));
+    const int64_t at = offsetWithin(data(rank_), header(rank_).dataBytes, ptr, 1);
+    return at >= 0 && alloc_.release(static_cast<size_t>(at));
   }
 
  private:
@@ -237,15 +236,12 @@ Status ShmTransport::post(Call& call, Event& event, Clock::time_point deadline) 
     // Stage what does not lie in the data area already: the header and the caller's regions, in one block.
     const std::byte* base = data(rank_);
     const size_t dataBytes = header(rank_).dataBytes;
-    auto inside = [&](const Region& r) {
-      const auto* p = static_cast<const std::byte*>(r.data);
-      return p >= base && p <= base + dataBytes && r.bytes <= static_cast<size_t>(base + dataBytes - p);
-    };
+    auto inPlace = [&](const Region& r) { return offsetWithin(base, dataBytes, r.data, r.bytes); };
     const size_t headerBytes = event.header ? event.header->size() : 0;
     size_t need = alignUp(headerBytes, kAlign);
     for (int i = 0; i < call.numOwn; ++i) {
       const Region& r = call.own[static_cast<size_t>(i)];
-      if (r.bytes > 0 && !inside(r)) need += alignUp(r.bytes, kAlign);
+      if (r.bytes > 0 && inPlace(r) < 0) need += alignUp(r.bytes, kAlign);
     }
     staged_ = alloc_.allocate(need);
     if (staged_ < 0) {
@@ -267,8 +263,8 @@ Status ShmTransport::post(Call& call, Event& event, Clock::time_point deadline) 
       slot.bytes[k] = r.bytes;
       if (r.bytes == 0) {
         slot.where[k] = 0;
-      } else if (inside(r)) {  // published in place: no copy
-        slot.where[k] = static_cast<const std::byte*>(r.data) - base;
+      } else if (const int64_t offset = inPlace(r); offset >= 0) {  // published in place: no copy
+        slot.where[k] = offset;
       } else {
         std::memcpy(data(rank_) + at, r.data, r.bytes);
         slot.where[k] = static_cast<int64_t>(at);
