@@ -12,7 +12,8 @@
 // with --json FILE, else to stderr, so that stdout holds only the JSON). Exit status: 0 when the check passes
 // (or is skipped), 1 when it fails, 2 when the case cannot be run (on every process).
 //
-// Standalone on purpose: nothing from moedist's headers or libraries, only MPI's C API, CLI11 and nlohmann-json.
+// Standalone on purpose: nothing from moedist's headers or libraries, only MPI's C API, CLI11, nlohmann-json and
+// the tests' cache-line allocator (tests/support/aligned_buffer.h), so that its tensors are aligned as the harness's.
 // Built with the project's flags (-ffp-contract=off -fno-fast-math), so every fp32 step below is one IEEE
 // operation rounded to nearest even.
 #include <mpi.h>
@@ -27,13 +28,16 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <memory>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "support/aligned_buffer.h"
+
 namespace {
+
+using moedist::testing::AlignedBuffer;
 
 // ---------------------------------------------------------------------------------------------------------------
 // bf16 <-> fp32
@@ -134,14 +138,14 @@ Case readCase(const std::filesystem::path& dir) {
 }
 
 template <class T>
-std::vector<T> readRaw(const std::filesystem::path& path, size_t count) {
+AlignedBuffer<T> readRaw(const std::filesystem::path& path, size_t count) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw std::runtime_error("cannot open " + path.string());
   const auto bytes = static_cast<size_t>(in.tellg());
   if (bytes != count * sizeof(T))
     throw std::runtime_error(path.string() + ": " + std::to_string(bytes) + " bytes, expected " +
                              std::to_string(count * sizeof(T)));
-  std::vector<T> values(count);
+  AlignedBuffer<T> values(count);
   in.seekg(0);
   in.read(reinterpret_cast<char*>(values.data()), static_cast<std::streamsize>(bytes));
   if (!in) throw std::runtime_error("cannot read " + path.string());
@@ -149,9 +153,9 @@ std::vector<T> readRaw(const std::filesystem::path& path, size_t count) {
 }
 
 struct RankData {
-  std::vector<uint16_t> x, residual, gamma, expectY, expectXOut;
-  std::vector<int32_t> ids;
-  std::vector<float> scales, expectRstd;
+  AlignedBuffer<uint16_t> x, residual, gamma, expectY, expectXOut;
+  AlignedBuffer<int32_t> ids;
+  AlignedBuffer<float> scales, expectRstd;
 };
 
 RankData readRank(const Case& c, const std::filesystem::path& dir, int rank) {
@@ -177,17 +181,13 @@ RankData readRank(const Case& c, const std::filesystem::path& dir, int rank) {
 // ---------------------------------------------------------------------------------------------------------------
 // The pipeline
 
-// A buffer that only grows: sized on first use (in the warmup), reused afterwards. Not initialised.
+// A buffer that only grows: sized on first use (in the warmup), reused afterwards.
 template <class T>
 struct Buffer {
-  std::unique_ptr<T[]> data;
-  size_t capacity = 0;
+  AlignedBuffer<T> data;
   T* ensure(size_t n) {
-    if (n > capacity || !data) {
-      data.reset(new T[std::max<size_t>(n, 1)]);
-      capacity = std::max<size_t>(n, 1);
-    }
-    return data.get();
+    if (n > data.size() || data.empty()) data = AlignedBuffer<T>(std::max<size_t>(n, 1));
+    return data.data();
   }
 };
 
@@ -263,8 +263,8 @@ class Pipeline {
 
   // The stand-in expert FFN, in place on the received rows: out_h = bf16(f(row_h) * c).
   void expert() {
-    const int32_t* ids = recvIds_.data.get();
-    uint16_t* rows = recvRows_.data.get();
+    const int32_t* ids = recvIds_.data.data();
+    uint16_t* rows = recvRows_.data.data();
     for (int64_t i = 0; i < recvTotal_; ++i) {
       const int32_t local = ids[i] % L_;
       const float c = 1.0f + 0.125f * static_cast<float>(local % 8);
@@ -275,7 +275,7 @@ class Pipeline {
 
   // The rows back (counts reversed), then per token the weighted sum, residual add and RmsNorm.
   void combine() {
-    MPI_Alltoallv(recvRows_.data.get(), recvCounts_.data(), recvDispl_.data(), rowType_, retRows_.data(),
+    MPI_Alltoallv(recvRows_.data.data(), recvCounts_.data(), recvDispl_.data(), rowType_, retRows_.data(),
                   sendCounts_.data(), sendDispl_.data(), rowType_, comm_);
     const float inv = 1.0f / static_cast<float>(H_);
     const uint16_t* gamma = d_.gamma.data();
@@ -320,9 +320,9 @@ class Pipeline {
   }
 
   int64_t rowsReceived() const { return recvTotal_; }
-  const std::vector<uint16_t>& y() const { return y_; }
-  const std::vector<float>& rstd() const { return rstd_; }
-  const std::vector<uint16_t>& xOut() const { return xOut_; }
+  const AlignedBuffer<uint16_t>& y() const { return y_; }
+  const AlignedBuffer<float>& rstd() const { return rstd_; }
+  const AlignedBuffer<uint16_t>& xOut() const { return xOut_; }
 
  private:
   const RankData& d_;
@@ -331,17 +331,17 @@ class Pipeline {
   int W_, H_, K_, L_, Bs_;
   float eps_;
   std::vector<int> sendCounts_, recvCounts_, sendDispl_, recvDispl_, cursor_;
-  std::vector<uint16_t> sendRows_;
-  std::vector<int32_t> sendIds_;
+  AlignedBuffer<uint16_t> sendRows_;
+  AlignedBuffer<int32_t> sendIds_;
   std::vector<int> slotRow_;
   Buffer<int32_t> recvIds_;
   Buffer<uint16_t> recvRows_;
   int64_t recvTotal_ = 0;
-  std::vector<uint16_t> retRows_;
-  std::vector<float> acc_;  // x of one token, unrounded, H rounded up to whole chunks
-  std::vector<uint16_t> y_;
-  std::vector<float> rstd_;
-  std::vector<uint16_t> xOut_;
+  AlignedBuffer<uint16_t> retRows_;
+  AlignedBuffer<float> acc_;  // x of one token, unrounded, H rounded up to whole chunks
+  AlignedBuffer<uint16_t> y_;
+  AlignedBuffer<float> rstd_;
+  AlignedBuffer<uint16_t> xOut_;
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -360,7 +360,7 @@ std::string checkRank(const Case& c, const RankData& d, const Pipeline& p, int r
   if (p.rowsReceived() != expectRows)
     return who + "received " + std::to_string(p.rowsReceived()) + " rows, expected " + std::to_string(expectRows);
   const int64_t bs = c.tokens[static_cast<size_t>(rank)], h = c.hidden;
-  auto rows = [&](const char* name, const std::vector<uint16_t>& got, const std::vector<uint16_t>& want) {
+  auto rows = [&](const char* name, const AlignedBuffer<uint16_t>& got, const AlignedBuffer<uint16_t>& want) {
     for (int64_t i = 0; i < bs * h; ++i)
       if (got[static_cast<size_t>(i)] != want[static_cast<size_t>(i)])
         return who + name + " token " + std::to_string(i / h) + " column " + std::to_string(i % h) + ": " +

@@ -16,6 +16,7 @@
 #include "harness/cann_calls.h"
 #include "hccl/hccl.h"
 #include "moedist/shm.h"
+#include "support/aligned_buffer.h"
 #include "support/ffn.h"
 #include "support/rank_launcher.h"
 #include "support/scoped_env.h"
@@ -53,18 +54,18 @@ Capacity capacityOf(const ref::Config& cfg, int epRank, int64_t Bs) {
 }
 
 template <class T>
-void fill(std::vector<T>& v) {
+void fill(AlignedBuffer<T>& v) {
   if (!v.empty()) std::memset(v.data(), kSentinel, v.size() * sizeof(T));
 }
 
 // Storage and view of dense row-major data `dense` of `shape`; strided: rows padded (and 2-D float matrices
 // stored transposed), so that the view is not contiguous.
 template <class T>
-TensorView makeInput(std::vector<T>& storage, const std::vector<T>& dense, std::vector<int64_t> shape, DType dtype,
+TensorView makeInput(AlignedBuffer<T>& storage, const std::vector<T>& dense, std::vector<int64_t> shape, DType dtype,
                      bool strided, bool transpose = false) {
   const int nd = static_cast<int>(shape.size());
   if (!strided || nd == 0) {
-    storage = dense;
+    storage.assign(dense.begin(), dense.end());
     return TensorView(storage.data(), dtype, shape);
   }
   if (transpose && nd == 2) {
@@ -97,18 +98,18 @@ struct RankData {
   bool participates = true;
   Capacity cap;
   // Dispatch.
-  std::vector<uint16_t> x;
-  std::vector<int32_t> ids, elastic;
-  std::vector<uint8_t> mask;
-  std::vector<float> scales;
-  std::vector<uint8_t> expandX;
-  std::vector<float> dynamicScales, expandScales;
-  std::vector<int32_t> assist, epRecv, tpRecv;
-  std::vector<int64_t> tokenNums;
+  AlignedBuffer<uint16_t> x;
+  AlignedBuffer<int32_t> ids, elastic;
+  AlignedBuffer<uint8_t> mask;
+  AlignedBuffer<float> scales;
+  AlignedBuffer<uint8_t> expandX;
+  AlignedBuffer<float> dynamicScales, expandScales;
+  AlignedBuffer<int32_t> assist, epRecv, tpRecv;
+  AlignedBuffer<int64_t> tokenNums;
   DispatchArgs d;
   // Combine.
-  std::vector<uint16_t> ffnRows, residual, gamma, sharedX, oriX, alpha1, alpha2, constV, yOut, xOut;
-  std::vector<float> weights, rstd;
+  AlignedBuffer<uint16_t> ffnRows, residual, gamma, sharedX, oriX, alpha1, alpha2, constV, yOut, xOut;
+  AlignedBuffer<float> weights, rstd;
   CombineArgs c;
   uint16_t* ffnRowsData = nullptr;  // where the FFN writes combine's expandX: ffnRows, or segment memory
 };

@@ -6,12 +6,15 @@
 #include <thread>
 #include <vector>
 
+#include "support/aligned_buffer.h"
+
 namespace moedist::tool {
 
 double copyBandwidthGBs(double bytes, int threads, int repeats) {
   threads = std::max(threads, 1);
   const size_t each = static_cast<size_t>(bytes / threads);
-  std::vector<std::vector<char>> src(static_cast<size_t>(threads)), dst(static_cast<size_t>(threads));
+  // Aligned as the operators' tensors are in `moedist run` and `moedist bench`.
+  std::vector<testing::AlignedBuffer<char>> src(static_cast<size_t>(threads)), dst(static_cast<size_t>(threads));
   for (int t = 0; t < threads; ++t) {
     src[static_cast<size_t>(t)].assign(each, static_cast<char>(t + 1));
     dst[static_cast<size_t>(t)].assign(each, 0);
