@@ -1,7 +1,7 @@
-// `moedist bench` (bench.h). For each point of the sweep: write the problem for the baselines (bench_case.h), measure
-// the copy bandwidth, then run each engine and baseline as a child with the same shape, iterations and warm-up, read
-// its JSON, and turn the per-iteration times of the slowest rank into best / median / p99, GB/s, the fraction of the
-// copy bandwidth and the ratio to each baseline.
+// `moedist bench` (bench.h). For each point of the sweep: write the problem for the baselines (bench_case.h), then
+// run each engine and baseline as a child with the same shape, iterations and warm-up, sampling the copy bandwidth
+// before each, read its JSON, and turn the per-iteration times of the slowest rank into best / median / p99, GB/s,
+// the fraction of the copy bandwidth and the ratio to each baseline.
 #include "bench.h"
 
 #include <fmt/format.h>
@@ -339,12 +339,19 @@ class Bench {
       return o;
     };
     const bool tooMany = s.W > f_.maxProcesses;
+    // The copy bandwidth drifts with the machine's load as the runners' times do: sampled before each runner and
+    // after the last (best of 3 copies each), and the point's figure is the median of the samples.
+    const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const double copyBytes = std::max(static_cast<double>(s.W * s.Bs * s.K * s.H * 2), 64e6);
+    std::vector<double> copySamples;
+    const auto sampleCopy = [&] { copySamples.push_back(copyBandwidthGBs(copyBytes, threads, 3)); };
     for (const std::string& engine : engines_) {
       if (engine != "inproc" && tooMany) {
         outcomes.push_back(skipped(engine));
         continue;
       }
       progress("engine " + engine);
+      sampleCopy();
       const fs::path j = dir / (engine + ".json");
       const bool withRef = engine == "inproc" && wantRef;
       std::vector<std::string> argv = runArgs(s, engine, j, withRef);
@@ -374,18 +381,21 @@ class Bench {
         continue;
       }
       progress("baseline " + b);
+      sampleCopy();
       const fs::path j = dir / (b + ".json");
       outcomes.push_back(runOne(b, baselineArgs(b, s, dir / "case", j), j, "", env));
     }
     progress("copy bandwidth");
-    const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    int64_t bytes = 0;
-    for (const Outcome& o : outcomes) bytes = std::max(bytes, o.dispatchBytes);
-    const double copyGBs = copyBandwidthGBs(std::max<double>(static_cast<double>(bytes), 64e6), threads);
-    printPoint(s, outcomes, copyGBs);
+    sampleCopy();
+    std::vector<double> sorted = copySamples;
+    std::sort(sorted.begin(), sorted.end());
+    const size_t n = sorted.size();
+    const double copyGBs = n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+    printPoint(s, outcomes, copyGBs, sorted.front(), sorted.back());
     for (const Outcome& o : outcomes)
       if (o.check != "pass" && o.check != "not checked" && o.check.rfind("skipped", 0) != 0) *allPassed = false;
     json point = pointJson(s, outcomes, copyGBs, threads);
+    point["copy_bandwidth_gbs_samples"] = copySamples;
     point["hccl_buffsize_mb"] = std::stoll(window);
     return point;
   }
@@ -402,8 +412,9 @@ class Bench {
     fmt::print(
         "# time per call of the slowest rank over {} iterations after {} warm-up: best, median and p99 (ms)\n"
         "# bytes: every (token, expert) row that dispatch delivers, and that combine returns, x H x 2 bytes, all ranks;"
-        "\n# GB/s = bytes / median time; 'x copy' = that over memcpy's GB/s measured at the point with one thread per "
-        "core;\n# 'x <baseline>' = the baseline's median time over this runner's (above 1: this runner is faster); "
+        "\n# GB/s = bytes / median time; 'x copy' = that over memcpy's GB/s with one thread per core, the median of "
+        "samples\n# taken before each runner at the point and after the last;\n# 'x <baseline>' = the baseline's "
+        "median time over this runner's (above 1: this runner is faster); "
         "peak = resident memory, summed over processes\n",
         f_.iterations, f_.warmup);
     fmt::print("# {:>4} {:>4} {:>5} {:>2} {:>4}  {:<15} {:<8} {:>9} {:>8} {:>8} {:>8} {:>7} {:>6}", "W", "Bs", "H", "K",
@@ -424,7 +435,8 @@ class Bench {
     return runner;
   }
 
-  void printPoint(const Shape& s, const std::vector<Outcome>& outcomes, double copyGBs) const {
+  void printPoint(const Shape& s, const std::vector<Outcome>& outcomes, double copyGBs, double copyMin,
+                  double copyMax) const {
     for (const Outcome& o : outcomes) {
       for (const bool dispatch : {true, false}) {
         const CallStats& st = dispatch ? o.dispatch : o.combine;
@@ -445,8 +457,8 @@ class Bench {
         fmt::print(" {:>8.0f}  {}\n", static_cast<double>(o.peakRssBytes) / 1e6, dispatch ? o.check : "");
       }
     }
-    fmt::print("  {:>4} {:>4} {:>5} {:>2} {:>4}  {:<15} memcpy GB/s {:.2f}\n", s.W, s.Bs, s.H, s.K, s.M, "copy",
-               copyGBs);
+    fmt::print("  {:>4} {:>4} {:>5} {:>2} {:>4}  {:<15} memcpy GB/s {:.2f} (median of samples from {:.2f} to {:.2f})\n",
+               s.W, s.Bs, s.H, s.K, s.M, "copy", copyGBs, copyMin, copyMax);
     std::fflush(stdout);
   }
 
@@ -526,8 +538,9 @@ class Bench {
         {"method",
          "time per call of the slowest rank (each rank meets the others at a barrier before each call); bytes: every "
          "(token, expert) row delivered by dispatch / returned to combine, x H x 2 bytes, all ranks; GB/s = bytes / "
-         "median time; fraction_of_copy = GB/s / memcpy GB/s with one thread per core at the same point; "
-         "speedup_over_<baseline> = the baseline's median time / this runner's"},
+         "median time; fraction_of_copy = GB/s / memcpy GB/s with one thread per core at the same point "
+         "(copy_bandwidth_gbs: the median of copy_bandwidth_gbs_samples, each the best of 3 copies, taken before "
+         "each runner and after the last); speedup_over_<baseline> = the baseline's median time / this runner's"},
         {"points", points}};
     std::ofstream out(f_.json);
     out << doc.dump(1) << "\n";
