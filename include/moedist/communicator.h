@@ -60,8 +60,9 @@ class Communicator {
 // memory space: the rank's segment (createShmCommunicator) or its part of the host's shared window
 // (createMpiCommunicator). The operators publish such a tensor where it is, instead of copying it there on every
 // call; the space holds HCCL_BUFFSIZE MB per rank, shared with that copying. Ordinary memory for in-process
-// communicators (they read any memory in place) and when the space has no room left. 64-byte aligned; null only
-// when `bytes` is 0, `comm` is empty or memory is exhausted. Free it with memFree() on the same communicator; what
+// communicators (they read any memory in place) and when the space has no room left. 64-byte aligned, and ordinary
+// memory of a page (4096 bytes) or more starts on a page; null only when `bytes` is 0, `comm` is empty or memory is
+// exhausted. Free it with memFree() on the same communicator; what
 // is not freed goes with the communicator.
 void* memAlloc(const Communicator& comm, size_t bytes);
 void memFree(const Communicator& comm, void* ptr);

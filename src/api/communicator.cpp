@@ -22,7 +22,12 @@ namespace {
 constexpr size_t kMaxNameLength = 127;
 constexpr int kMaxWorldSize = 1536;  // two EP groups of CANN's largest epWorldSize (768)
 constexpr std::chrono::milliseconds kDefaultTimeout = std::chrono::seconds(300);
-constexpr std::align_val_t kMemAlign{64};  // memAlloc()'s promise
+// memAlloc()'s ordinary memory: 64-byte aligned, and a block of a page or more starts on a page, so that a caller's
+// rows fall where they fall in the engines' shared memory (README, "Memory for published tensors").
+constexpr size_t kPage = 4096;
+std::align_val_t heapAlignment(size_t bytes) {
+  return std::align_val_t{bytes >= kPage ? kPage : 64};
+}
 
 // Live communicators by name: one entry per rank (ranks of other processes stay empty), and what identifies the
 // communicator (its shared-memory id), so that ranks of one communicator created separately by threads of this
@@ -196,7 +201,7 @@ int Communicator::kernelThreads() const {
 }
 
 Communicator::Impl::~Impl() {
-  for (void* p : heap) ::operator delete(p, kMemAlign);
+  for (const auto& [p, alignment] : heap) ::operator delete(p, alignment);
 }
 
 void* memAlloc(const Communicator& comm, size_t bytes) {
@@ -204,10 +209,11 @@ void* memAlloc(const Communicator& comm, size_t bytes) {
     if (!comm.valid() || bytes == 0) return nullptr;
     Communicator::Impl& impl = *comm.impl();
     if (void* p = impl.ctx.engine->allocate(bytes)) return p;
-    void* p = ::operator new(bytes, kMemAlign, std::nothrow);
+    const std::align_val_t alignment = heapAlignment(bytes);
+    void* p = ::operator new(bytes, alignment, std::nothrow);
     if (p == nullptr) return nullptr;
     std::lock_guard<std::mutex> lock(impl.heapMu);
-    impl.heap.insert(p);
+    impl.heap.emplace(p, alignment);
     return p;
   });
 }
@@ -218,8 +224,10 @@ void memFree(const Communicator& comm, void* ptr) {
     Communicator::Impl& impl = *comm.impl();
     if (impl.ctx.engine->release(ptr)) return true;
     std::lock_guard<std::mutex> lock(impl.heapMu);
-    if (impl.heap.erase(ptr) == 0) return false;
-    ::operator delete(ptr, kMemAlign);
+    const auto it = impl.heap.find(ptr);
+    if (it == impl.heap.end()) return false;
+    ::operator delete(ptr, it->second);
+    impl.heap.erase(it);
     return true;
   });
 }

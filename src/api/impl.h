@@ -1,8 +1,9 @@
 // What a public Communicator handle owns: one rank's core context.
 #pragma once
 
+#include <map>
 #include <mutex>
-#include <set>
+#include <new>
 #include <string_view>
 #include <vector>
 
@@ -20,9 +21,10 @@ struct Communicator::Impl {
   Impl& operator=(const Impl&) = delete;
 
   core::RankContext ctx;
-  // memAlloc()'s memory that is not the engine's: ordinary memory, freed at the latest with the rank.
+  // memAlloc()'s memory that is not the engine's: ordinary memory and its alignment, freed at the latest with the
+  // rank.
   std::mutex heapMu;
-  std::set<void*> heap;
+  std::map<void*, std::align_val_t> heap;
 };
 
 namespace api {

@@ -336,17 +336,17 @@ TEST(Vocabulary, RankAttrsFromCommunicators) {
   EXPECT_EQ(rankAttrs(ep[0], &empty, &r).code(), StatusCode::kNullArgument);
 }
 
-// memAlloc on an in-process communicator: ordinary memory (threads read any memory in place), 64-byte aligned and
-// writable to its last byte; memFree takes back only its own, once; nothing for 0 bytes or an empty handle. (The
-// shared-memory and MPI engines' memory is published in place: the engine conformance suite.)
+// memAlloc on an in-process communicator: ordinary memory (threads read any memory in place), 64-byte aligned, on a
+// page from 4096 bytes up, and writable to its last byte; memFree takes back only its own, once; nothing for 0 bytes or
+// an empty handle. (The shared-memory and MPI engines' memory is published in place: the engine conformance suite.)
 TEST(MemAlloc, InProcessGivesAlignedOrdinaryMemory) {
   std::vector<Communicator> ep;
   ASSERT_TRUE(Communicator::createInProcess(2, {}, &ep).ok());
   std::vector<void*> blocks;
-  for (size_t bytes : {size_t{1}, size_t{63}, size_t{4096}, size_t{3} << 20}) {
+  for (size_t bytes : {size_t{1}, size_t{63}, size_t{4095}, size_t{4096}, size_t{3} << 20, (size_t{3} << 20) + 64}) {
     auto* p = static_cast<unsigned char*>(memAlloc(ep[1], bytes));
     ASSERT_NE(p, nullptr) << bytes << " bytes";
-    EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 64, 0u) << bytes << " bytes";
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % (bytes >= 4096 ? 4096 : 64), 0u) << bytes << " bytes";
     p[0] = 1;
     p[bytes - 1] = 2;
     blocks.push_back(p);

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <span>
 #include <sstream>
@@ -537,6 +538,49 @@ CommOptions commOptionsFor(const RunOptions& options) {
   return commOptions;
 }
 
+namespace {
+
+// x and the expert rows of one rank moved into its communicator's memory space (memAlloc), released when this goes.
+class CommMemoryTensors {
+ public:
+  explicit CommMemoryTensors(const Communicator& ep) : ep_(ep) {}
+  ~CommMemoryTensors() {
+    for (void* m : memory_) memFree(ep_, m);
+  }
+  CommMemoryTensors(const CommMemoryTensors&) = delete;
+  CommMemoryTensors& operator=(const CommMemoryTensors&) = delete;
+
+  // False when memory is exhausted.
+  bool place(RankData& r) {
+    if (r.d.x.contiguous() && r.d.x.numel() > 0) {
+      void* m = copyIn(r.d.x.data(), static_cast<size_t>(r.d.x.nbytes()));
+      if (m == nullptr) return false;
+      r.d.x = TensorView(m, r.d.x.dtype(), r.d.x.shape());
+    }
+    if (r.participates && !r.ffnRows.empty()) {
+      void* m = copyIn(r.ffnRows.data(), r.ffnRows.size() * sizeof(uint16_t));
+      if (m == nullptr) return false;
+      r.ffnRowsData = static_cast<uint16_t*>(m);
+      r.c.expandX = TensorView(m, r.c.expandX.dtype(), r.c.expandX.shape());
+    }
+    return true;
+  }
+
+ private:
+  void* copyIn(const void* src, size_t bytes) {
+    void* m = memAlloc(ep_, bytes);
+    if (m == nullptr) return nullptr;
+    std::memcpy(m, src, bytes);
+    memory_.push_back(m);
+    return m;
+  }
+
+  const Communicator& ep_;
+  std::vector<void*> memory_;
+};
+
+}  // namespace
+
 RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
   RunResult result;
   Prepared p;
@@ -615,6 +659,17 @@ RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
   std::vector<RankData> ranks(static_cast<size_t>(G * W));
   for (int g = 0; g < G; ++g)
     for (int e = 0; e < W; ++e) buildRank(p, options, g, e, ranks[static_cast<size_t>(g * W + e)]);
+  std::vector<std::unique_ptr<CommMemoryTensors>> inCommMemory;
+  if (options.tensorsInCommMemory && options.api != Api::kCann) {
+    for (RankData& r : ranks) {
+      const Communicator& epComm = ep[static_cast<size_t>(r.tpIdx)][static_cast<size_t>(r.epRank)];
+      inCommMemory.push_back(std::make_unique<CommMemoryTensors>(epComm));
+      if (!inCommMemory.back()->place(r)) {
+        result.failures.push_back(label(r) + ": memAlloc gave no memory for x and the expert rows");
+        return result;
+      }
+    }
+  }
 
   Checker checker;
   std::barrier sync(G * W);
@@ -655,49 +710,6 @@ RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
   finish(p, ranks, errors, checker, &result);
   return result;
 }
-
-namespace {
-
-// x and the expert rows of one rank moved into its communicator's memory space (memAlloc), released when this goes.
-class CommMemoryTensors {
- public:
-  explicit CommMemoryTensors(const Communicator& ep) : ep_(ep) {}
-  ~CommMemoryTensors() {
-    for (void* m : memory_) memFree(ep_, m);
-  }
-  CommMemoryTensors(const CommMemoryTensors&) = delete;
-  CommMemoryTensors& operator=(const CommMemoryTensors&) = delete;
-
-  // False when memory is exhausted.
-  bool place(RankData& r) {
-    if (r.d.x.contiguous() && r.d.x.numel() > 0) {
-      void* m = copyIn(r.d.x.data(), static_cast<size_t>(r.d.x.nbytes()));
-      if (m == nullptr) return false;
-      r.d.x = TensorView(m, r.d.x.dtype(), r.d.x.shape());
-    }
-    if (r.participates && !r.ffnRows.empty()) {
-      void* m = copyIn(r.ffnRows.data(), r.ffnRows.size() * sizeof(uint16_t));
-      if (m == nullptr) return false;
-      r.ffnRowsData = static_cast<uint16_t*>(m);
-      r.c.expandX = TensorView(m, r.c.expandX.dtype(), r.c.expandX.shape());
-    }
-    return true;
-  }
-
- private:
-  void* copyIn(const void* src, size_t bytes) {
-    void* m = memAlloc(ep_, bytes);
-    if (m == nullptr) return nullptr;
-    std::memcpy(m, src, bytes);
-    memory_.push_back(m);
-    return m;
-  }
-
-  const Communicator& ep_;
-  std::vector<void*> memory_;
-};
-
-}  // namespace
 
 RunResult runScenarioRank(const Scenario& scenario, const RunOptions& options, int tpIdx, int epRank,
                           const Communicator& ep, const Communicator* tp) {

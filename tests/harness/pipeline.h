@@ -41,9 +41,9 @@ struct RunOptions {
   bool check = true;                 // compare with the reference model
   bool checkFirstLayerOnly = false;  // with check: only the first layer's outputs (timing runs: the checks between
                                      // layers stretch the next layer's calls, see `moedist run --check-layers`)
-  // runScenarioRank: x and the expert rows that combine returns live in the communicator's memory space
-  // (moedist::memAlloc: the shared-memory segment, the MPI window), so the operators publish them without a staging
-  // copy.
+  // x and the expert rows that combine returns live in the communicator's memory space (moedist::memAlloc: the
+  // shared-memory segment, the MPI window, page-aligned ordinary memory for in-process ranks), so that processes
+  // publish them without a staging copy and every engine sees them laid out alike. The C++ APIs only.
   bool tensorsInCommMemory = false;
   // Hooks to corrupt one rank's arguments (error tests); run right before the call on that rank's thread.
   std::function<void(int tpIdx, int epRank, DispatchArgs&)> editDispatch;

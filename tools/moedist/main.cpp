@@ -77,8 +77,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   runCmd->add_flag("--no-baseline", f.noBaseline, "skip the baseline run with the scalar reference kernels");
   runCmd->add_flag("--staging", f.staging,
-                   "--engine shm and mpi: keep x and the expert rows in the caller's memory, so each call copies them "
-                   "into the shared segment or window (default: allocate them there with memAlloc, no staging copy)");
+                   "keep x and the expert rows in the caller's memory; with --engine shm and mpi each call then copies "
+                   "them into the shared segment or window (default: allocate them with memAlloc, no staging copy)");
   moedist::tool::BenchFlags b;
   CLI::App* benchCmd = app.add_subcommand(
       "bench",

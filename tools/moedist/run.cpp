@@ -62,7 +62,7 @@ RunOptions runOptionsFrom(const RunFlags& f, const Scenario& sc) {
   o.stridedInputs = f.strided;
   o.check = !f.noCheck;
   o.checkFirstLayerOnly = f.checkLayers == "first";
-  o.tensorsInCommMemory = !f.staging;  // the processes' engines (shm, mpi); threads read any memory in place
+  o.tensorsInCommMemory = !f.staging;  // every engine: the same program, x and the expert rows from memAlloc
   return o;
 }
 

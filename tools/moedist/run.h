@@ -20,7 +20,7 @@ struct RunFlags {
   int tp = 0, quantMode = 0, commQuantMode = 0, globalBs = 0, expertTokenNumsType = 1;
   bool smoothScales = false, fp16 = false, elastic = false, strided = false, noCheck = false, noSharedX = false;
   bool noBaseline = false;
-  bool staging = false;  // --engine shm and mpi: publish from the caller's memory (one staging copy per call)
+  bool staging = false;  // x and the expert rows in the caller's memory (shm, mpi: one staging copy per call)
   std::string mask = "none";
   std::string engine = "inproc";  // inproc, mpi or shm
   std::vector<int> removeRanks;
