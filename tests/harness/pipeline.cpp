@@ -113,6 +113,7 @@ struct RankData {
   AlignedBuffer<float> weights, rstd;
   CombineArgs c;
   uint16_t* ffnRowsData = nullptr;  // where the FFN writes combine's expandX: ffnRows, or segment memory
+  int64_t commMemoryBytes = 0;      // x and the expert rows moved into memAlloc's memory (their vectors emptied)
 };
 
 class Checker {
@@ -485,7 +486,8 @@ int64_t tensorBytes(const RankData& r) {
   const auto bytes = [](const auto&... v) { return (static_cast<int64_t>(v.size() * sizeof(v[0])) + ...); };
   return bytes(r.x, r.ids, r.elastic, r.mask, r.scales, r.expandX, r.dynamicScales, r.expandScales, r.assist, r.epRecv,
                r.tpRecv, r.tokenNums, r.ffnRows, r.residual, r.gamma, r.sharedX, r.oriX, r.alpha1, r.alpha2, r.constV,
-               r.yOut, r.xOut, r.weights, r.rstd);
+               r.yOut, r.xOut, r.weights, r.rstd) +
+         r.commMemoryBytes;
 }
 
 // The end of a run: what the rank threads threw, the checker's failures, and the totals over result->ranks.
@@ -550,15 +552,15 @@ class CommMemoryTensors {
   CommMemoryTensors(const CommMemoryTensors&) = delete;
   CommMemoryTensors& operator=(const CommMemoryTensors&) = delete;
 
-  // False when memory is exhausted.
+  // Moves them (one copy of each stays: the vectors are emptied). False when memory is exhausted.
   bool place(RankData& r) {
     if (r.d.x.contiguous() && r.d.x.numel() > 0) {
-      void* m = copyIn(r.d.x.data(), static_cast<size_t>(r.d.x.nbytes()));
+      void* m = moveIn(r.x, r);
       if (m == nullptr) return false;
       r.d.x = TensorView(m, r.d.x.dtype(), r.d.x.shape());
     }
     if (r.participates && !r.ffnRows.empty()) {
-      void* m = copyIn(r.ffnRows.data(), r.ffnRows.size() * sizeof(uint16_t));
+      void* m = moveIn(r.ffnRows, r);
       if (m == nullptr) return false;
       r.ffnRowsData = static_cast<uint16_t*>(m);
       r.c.expandX = TensorView(m, r.c.expandX.dtype(), r.c.expandX.shape());
@@ -567,11 +569,14 @@ class CommMemoryTensors {
   }
 
  private:
-  void* copyIn(const void* src, size_t bytes) {
+  void* moveIn(AlignedBuffer<uint16_t>& v, RankData& r) {
+    const size_t bytes = v.size() * sizeof(uint16_t);
     void* m = memAlloc(ep_, bytes);
     if (m == nullptr) return nullptr;
-    std::memcpy(m, src, bytes);
+    std::memcpy(m, v.data(), bytes);
     memory_.push_back(m);
+    AlignedBuffer<uint16_t>().swap(v);
+    r.commMemoryBytes += static_cast<int64_t>(bytes);
     return m;
   }
 
