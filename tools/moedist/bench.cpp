@@ -146,6 +146,33 @@ struct Outcome {
   std::string command, log;
 };
 
+// The times of a run's layers after its `warmup` untimed ones.
+std::vector<double> timedOnly(const json& perLayer, int warmup) {
+  std::vector<double> v = perLayer.get<std::vector<double>>();
+  v.erase(v.begin(), v.begin() + std::min<std::ptrdiff_t>(warmup, std::ssize(v)));
+  return v;
+}
+
+bool passed(const std::string& check) {
+  return check == "pass" || check == "not checked";
+}
+
+// Adds another round of the same runner at the same point: its timed iterations join the pool the figures come from;
+// a failing round's check and log stand for the runner.
+void absorb(const Outcome& round, Outcome* o) {
+  o->dispatchPerIteration.insert(o->dispatchPerIteration.end(), round.dispatchPerIteration.begin(),
+                                 round.dispatchPerIteration.end());
+  o->combinePerIteration.insert(o->combinePerIteration.end(), round.combinePerIteration.begin(),
+                                round.combinePerIteration.end());
+  o->dispatch = callStats(o->dispatchPerIteration, 0);
+  o->combine = callStats(o->combinePerIteration, 0);
+  o->peakRssBytes = std::max(o->peakRssBytes, round.peakRssBytes);
+  if (passed(o->check) && !passed(round.check)) {
+    o->check = round.check;
+    o->log = round.log;
+  }
+}
+
 // Reads a runner's JSON: `moedist run --json` (engines[i], named `engine`) or a baseline's.
 void readOutcome(const json& doc, const std::string& engine, int warmup, bool referenceKernels, Outcome* o) {
   if (doc.contains("engines")) {
@@ -153,8 +180,8 @@ void readOutcome(const json& doc, const std::string& engine, int warmup, bool re
       if (e.at("name") != engine) continue;
       const json& d = referenceKernels ? e.at("reference_kernels").at("dispatch") : e.at("dispatch");
       const json& c = referenceKernels ? e.at("reference_kernels").at("combine") : e.at("combine");
-      o->dispatchPerIteration = d.at("slowest_rank_seconds_per_layer").get<std::vector<double>>();
-      o->combinePerIteration = c.at("slowest_rank_seconds_per_layer").get<std::vector<double>>();
+      o->dispatchPerIteration = timedOnly(d.at("slowest_rank_seconds_per_layer"), warmup);
+      o->combinePerIteration = timedOnly(c.at("slowest_rank_seconds_per_layer"), warmup);
       o->dispatchBytes = e.at("dispatch_bytes");
       o->combineBytes = e.at("combine_bytes");
       // Ranks that are threads share their process: count it once; else sum the ranks' processes.
@@ -165,8 +192,8 @@ void readOutcome(const json& doc, const std::string& engine, int warmup, bool re
         for (const json& r : e.at("ranks")) o->peakRssBytes += r.at("peak_rss_bytes").get<int64_t>();
       o->tensorBytes = e.value("tensor_bytes", int64_t{0});
       o->check = doc.at("result");
-      o->dispatch = callStats(o->dispatchPerIteration, warmup);
-      o->combine = callStats(o->combinePerIteration, warmup);
+      o->dispatch = callStats(o->dispatchPerIteration, 0);
+      o->combine = callStats(o->combinePerIteration, 0);
       return;
     }
     throw std::runtime_error("its JSON has no engine '" + engine + "'");
@@ -329,8 +356,6 @@ class Bench {
     const char* userWindow = std::getenv("HCCL_BUFFSIZE");
     const std::string window = userWindow != nullptr ? userWindow : std::to_string(windowMb(s));
     if (userWindow == nullptr) env["HCCL_BUFFSIZE"] = window;
-    std::vector<Outcome> outcomes;
-    std::optional<Outcome> ref;  // the reference kernels, from the in-process engine's run
     const bool wantRef = std::find(baselines_.begin(), baselines_.end(), "ref") != baselines_.end();
     const auto skipped = [&](const std::string& runner) {
       Outcome o;
@@ -340,50 +365,64 @@ class Bench {
     };
     const bool tooMany = s.W > f_.maxProcesses;
     // The copy bandwidth drifts with the machine's load as the runners' times do: sampled before each runner and
-    // after the last (best of 3 copies each), and the point's figure is the median of the samples.
+    // after the last (best of 3 copies each), and the point's figure is the median of the samples. With --rounds
+    // the runners take turns, round after round, and each pools its rounds' timed iterations, so that drift falls
+    // on all of them alike.
     const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     const double copyBytes = std::max(static_cast<double>(s.W * s.Bs * s.K * s.H * 2), 64e6);
     std::vector<double> copySamples;
     const auto sampleCopy = [&] { copySamples.push_back(copyBandwidthGBs(copyBytes, threads, 3)); };
-    for (const std::string& engine : engines_) {
-      if (engine != "inproc" && tooMany) {
-        outcomes.push_back(skipped(engine));
-        continue;
+    std::vector<Outcome> outcomes;  // by runner, its rounds pooled
+    for (int round = 0; round < f_.rounds; ++round) {
+      const std::string roundNote = f_.rounds > 1 ? fmt::format(" (round {} of {})", round + 1, f_.rounds) : "";
+      const std::string roundFile = f_.rounds > 1 ? fmt::format("-round{}", round + 1) : "";
+      std::vector<Outcome> these;  // this round's, in the same runner order every round
+      std::optional<Outcome> ref;  // the reference kernels, from the in-process engine's run
+      for (const std::string& engine : engines_) {
+        if (engine != "inproc" && tooMany) {
+          these.push_back(skipped(engine));
+          continue;
+        }
+        progress("engine " + engine + roundNote);
+        sampleCopy();
+        const fs::path j = dir / (engine + roundFile + ".json");
+        const bool withRef = engine == "inproc" && wantRef;
+        std::vector<std::string> argv = runArgs(s, engine, j, withRef);
+        if (engine == "mpi") {
+          std::vector<std::string> launched = mpiLauncher(s.W);
+          launched.insert(launched.end(), argv.begin(), argv.end());
+          argv = launched;
+        }
+        these.push_back(runOne(engine, argv, j, engine, env, withRef ? &ref.emplace() : nullptr));
       }
-      progress("engine " + engine);
-      sampleCopy();
-      const fs::path j = dir / (engine + ".json");
-      const bool withRef = engine == "inproc" && wantRef;
-      std::vector<std::string> argv = runArgs(s, engine, j, withRef);
-      if (engine == "mpi") {
-        std::vector<std::string> launched = mpiLauncher(s.W);
-        launched.insert(launched.end(), argv.begin(), argv.end());
-        argv = launched;
+      for (const std::string& b : baselines_) {
+        if (b == "ref") {
+          if (ref) these.push_back(*ref);
+          continue;
+        }
+        if (tooMany) {
+          these.push_back(skipped(b));
+          continue;
+        }
+        const int64_t available = availableMemoryBytes();
+        if (b == "torch_pipeline" && available > 0 && s.W * kTorchProcessBytes > available * 3 / 4) {
+          Outcome o;
+          o.runner = b;
+          o.check = fmt::format("skipped: {} PyTorch processes need about {} MB, more than 3/4 of the {} MB available",
+                                s.W, s.W * kTorchProcessBytes >> 20, available >> 20);
+          these.push_back(o);
+          continue;
+        }
+        progress("baseline " + b + roundNote);
+        sampleCopy();
+        const fs::path j = dir / (b + roundFile + ".json");
+        these.push_back(runOne(b, baselineArgs(b, s, dir / "case", j), j, "", env));
       }
-      outcomes.push_back(runOne(engine, argv, j, engine, env, withRef ? &ref.emplace() : nullptr));
-    }
-    for (const std::string& b : baselines_) {
-      if (b == "ref") {
-        if (ref) outcomes.push_back(*ref);
-        continue;
+      if (round == 0) {
+        outcomes = std::move(these);
+      } else {
+        for (size_t i = 0; i < outcomes.size(); ++i) absorb(these[i], &outcomes[i]);
       }
-      if (tooMany) {
-        outcomes.push_back(skipped(b));
-        continue;
-      }
-      const int64_t available = availableMemoryBytes();
-      if (b == "torch_pipeline" && available > 0 && s.W * kTorchProcessBytes > available * 3 / 4) {
-        Outcome o;
-        o.runner = b;
-        o.check = fmt::format("skipped: {} PyTorch processes need about {} MB, more than 3/4 of the {} MB available",
-                              s.W, s.W * kTorchProcessBytes >> 20, available >> 20);
-        outcomes.push_back(o);
-        continue;
-      }
-      progress("baseline " + b);
-      sampleCopy();
-      const fs::path j = dir / (b + ".json");
-      outcomes.push_back(runOne(b, baselineArgs(b, s, dir / "case", j), j, "", env));
     }
     progress("copy bandwidth");
     sampleCopy();
@@ -393,7 +432,7 @@ class Bench {
     const double copyGBs = n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
     printPoint(s, outcomes, copyGBs, sorted.front(), sorted.back());
     for (const Outcome& o : outcomes)
-      if (o.check != "pass" && o.check != "not checked" && o.check.rfind("skipped", 0) != 0) *allPassed = false;
+      if (!passed(o.check) && o.check.rfind("skipped", 0) != 0) *allPassed = false;
     json point = pointJson(s, outcomes, copyGBs, threads);
     point["copy_bandwidth_gbs_samples"] = copySamples;
     point["hccl_buffsize_mb"] = std::stoll(window);
@@ -410,13 +449,14 @@ class Bench {
     fmt::print("# moedist bench: {}\n", f_.preset.empty() ? "shapes from the command line" : presetWhat());
     fmt::print("# engines: {}; baselines: {}\n", fmt::join(engines_, ", "), fmt::join(baselines_, ", "));
     fmt::print(
-        "# time per call of the slowest rank over {} iterations after {} warm-up: best, median and p99 (ms)\n"
+        "# time per call of the slowest rank over {} iterations after {} warm-up{}: best, median and p99 (ms)\n"
         "# bytes: every (token, expert) row that dispatch delivers, and that combine returns, x H x 2 bytes, all ranks;"
         "\n# GB/s = bytes / median time; 'x copy' = that over memcpy's GB/s with one thread per core, the median of "
         "samples\n# taken before each runner at the point and after the last;\n# 'x <baseline>' = the baseline's "
         "median time over this runner's (above 1: this runner is faster); "
         "peak = resident memory, summed over processes\n",
-        f_.iterations, f_.warmup);
+        f_.rounds * f_.iterations, f_.warmup,
+        f_.rounds > 1 ? fmt::format(" ({} rounds of {}, the runners taking turns)", f_.rounds, f_.iterations) : "");
     fmt::print("# {:>4} {:>4} {:>5} {:>2} {:>4}  {:<15} {:<8} {:>9} {:>8} {:>8} {:>8} {:>7} {:>6}", "W", "Bs", "H", "K",
                "M", "runner", "op", "bytes", "best", "median", "p99", "GB/s", "x copy");
     for (const std::string& b : baselines_) fmt::print(" {:>8}", "x " + shortName(b));
@@ -532,6 +572,7 @@ class Bench {
           {"engines", engines_},
           {"baselines", baselines_},
           {"iterations", f_.iterations},
+          {"rounds", f_.rounds},
           {"warmup", f_.warmup},
           {"check", !f_.noCheck},
           {"seed", f_.seed}}},

@@ -19,6 +19,7 @@ struct BenchFlags {
   std::vector<std::string> engines;    // inproc, shm, mpi (default: those built)
   std::vector<std::string> baselines;  // mpi_pipeline, torch_pipeline, ref (default: those available)
   int iterations = 20, warmup = 3;
+  int rounds = 1;  // runs of every runner per point, in turn; their timed iterations are pooled
   bool noCheck = false;
   std::string json;                         // --json FILE
   std::string workDir;                      // cases and logs (default: a fresh folder under /tmp)

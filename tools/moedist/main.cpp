@@ -100,6 +100,12 @@ int main(int argc, char** argv) {
       ->delimiter(',');
   benchCmd->add_option("--iterations", b.iterations, "timed calls per runner")->capture_default_str();
   benchCmd->add_option("--warmup", b.warmup, "untimed calls before them")->capture_default_str();
+  benchCmd
+      ->add_option("--rounds", b.rounds,
+                   "run every runner this many times per point, taking turns, and pool their timed iterations (the "
+                   "drift of a shared machine then falls on every runner alike)")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
   benchCmd->add_flag("--no-check", b.noCheck, "skip the comparison with the reference model");
   benchCmd->add_option("--json", b.json, "write every figure, the configuration and the machine to this file");
   benchCmd->add_option("--work-dir", b.workDir, "where cases and logs go (default: a temporary folder)");
