@@ -3,6 +3,7 @@
 #include "moedist/communicator.h"
 
 #include <fmt/format.h>
+#include <sys/mman.h>
 
 #include <atomic>
 #include <map>
@@ -22,11 +23,24 @@ namespace {
 constexpr size_t kMaxNameLength = 127;
 constexpr int kMaxWorldSize = 1536;  // two EP groups of CANN's largest epWorldSize (768)
 constexpr std::chrono::milliseconds kDefaultTimeout = std::chrono::seconds(300);
-// memAlloc()'s ordinary memory: 64-byte aligned, and a block of a page or more starts on a page, so that a caller's
-// rows fall where they fall in the engines' shared memory (README, "Memory for published tensors").
+// memAlloc()'s ordinary memory. A block of a page or more is a mapping of its own: it starts on a page, so that a
+// caller's rows fall where they fall in the engines' shared memory (README, "Memory for published tensors"), and
+// memFree() gives it back to the system at once (malloc would keep it, and raise its threshold for mapping). A
+// smaller block is 64-byte aligned heap memory.
 constexpr size_t kPage = 4096;
-std::align_val_t heapAlignment(size_t bytes) {
-  return std::align_val_t{bytes >= kPage ? kPage : 64};
+constexpr std::align_val_t kSmallAlign{64};
+
+void* heapAllocate(size_t bytes) {
+  if (bytes < kPage) return ::operator new(bytes, kSmallAlign, std::nothrow);
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+
+void heapRelease(void* p, size_t bytes) {
+  if (bytes < kPage)
+    ::operator delete(p, kSmallAlign);
+  else
+    ::munmap(p, bytes);
 }
 
 // Live communicators by name: one entry per rank (ranks of other processes stay empty), and what identifies the
@@ -201,7 +215,7 @@ int Communicator::kernelThreads() const {
 }
 
 Communicator::Impl::~Impl() {
-  for (const auto& [p, alignment] : heap) ::operator delete(p, alignment);
+  for (const auto& [p, bytes] : heap) heapRelease(p, bytes);
 }
 
 void* memAlloc(const Communicator& comm, size_t bytes) {
@@ -209,11 +223,10 @@ void* memAlloc(const Communicator& comm, size_t bytes) {
     if (!comm.valid() || bytes == 0) return nullptr;
     Communicator::Impl& impl = *comm.impl();
     if (void* p = impl.ctx.engine->allocate(bytes)) return p;
-    const std::align_val_t alignment = heapAlignment(bytes);
-    void* p = ::operator new(bytes, alignment, std::nothrow);
+    void* p = heapAllocate(bytes);
     if (p == nullptr) return nullptr;
     std::lock_guard<std::mutex> lock(impl.heapMu);
-    impl.heap.emplace(p, alignment);
+    impl.heap.emplace(p, bytes);
     return p;
   });
 }
@@ -226,7 +239,7 @@ void memFree(const Communicator& comm, void* ptr) {
     std::lock_guard<std::mutex> lock(impl.heapMu);
     const auto it = impl.heap.find(ptr);
     if (it == impl.heap.end()) return false;
-    ::operator delete(ptr, it->second);
+    heapRelease(ptr, it->second);
     impl.heap.erase(it);
     return true;
   });

@@ -21,10 +21,9 @@ struct Communicator::Impl {
   Impl& operator=(const Impl&) = delete;
 
   core::RankContext ctx;
-  // memAlloc()'s memory that is not the engine's: ordinary memory and its alignment, freed at the latest with the
-  // rank.
+  // memAlloc()'s memory that is not the engine's: ordinary memory and its size, freed at the latest with the rank.
   std::mutex heapMu;
-  std::map<void*, std::align_val_t> heap;
+  std::map<void*, size_t> heap;
 };
 
 namespace api {

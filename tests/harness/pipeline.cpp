@@ -208,6 +208,11 @@ bool prepare(const Scenario& given, const RunOptions& options, Prepared* p, RunR
 }
 
 // The tensors of EP rank e of TP group g: its inputs from the scenario, and room for its outputs.
+// Whether x and the expert rows go into the communicator's memory (RunOptions::tensorsInCommMemory).
+bool placesInCommMemory(const RunOptions& options) {
+  return options.tensorsInCommMemory && options.api != Api::kCann;
+}
+
 void buildRank(const Prepared& p, const RunOptions& options, int g, int e, RankData& r) {
   const ref::Config& cfg = p.cfg;
   const int64_t H = cfg.H, K = cfg.K;
@@ -261,7 +266,8 @@ void buildRank(const Prepared& p, const RunOptions& options, int g, int e, RankD
   static_cast<MoeAttrs&>(c) = static_cast<const MoeAttrs&>(d);
   c.commQuantMode = cfg.commQuantMode;
   c.normEps = cfg.normEps;
-  r.ffnRows.assign(static_cast<size_t>(rows * H), 0);
+  // In the communicator's memory, CommMemoryTensors allocates the rows: a vector here would only be freed again.
+  if (!placesInCommMemory(options)) r.ffnRows.assign(static_cast<size_t>(rows * H), 0);
   r.ffnRowsData = r.ffnRows.data();
   c.expandX = TensorView(r.ffnRowsData, rowType, {rows, H});
   c.expertIds = d.expertIds;
@@ -552,16 +558,20 @@ class CommMemoryTensors {
   CommMemoryTensors(const CommMemoryTensors&) = delete;
   CommMemoryTensors& operator=(const CommMemoryTensors&) = delete;
 
-  // Moves them (one copy of each stays: the vectors are emptied). False when memory is exhausted.
+  // Moves x there (its vector is emptied) and allocates the expert rows there (buildRank left them out). False when
+  // memory is exhausted.
   bool place(RankData& r) {
     if (r.d.x.contiguous() && r.d.x.numel() > 0) {
-      void* m = moveIn(r.x, r);
+      void* m = allocate(r.x.size() * sizeof(uint16_t), r);
       if (m == nullptr) return false;
+      std::memcpy(m, r.x.data(), r.x.size() * sizeof(uint16_t));
+      AlignedBuffer<uint16_t>().swap(r.x);
       r.d.x = TensorView(m, r.d.x.dtype(), r.d.x.shape());
     }
-    if (r.participates && !r.ffnRows.empty()) {
-      void* m = moveIn(r.ffnRows, r);
+    if (r.participates && r.c.expandX.numel() > 0) {
+      void* m = allocate(static_cast<size_t>(r.c.expandX.nbytes()), r);
       if (m == nullptr) return false;
+      std::memset(m, 0, static_cast<size_t>(r.c.expandX.nbytes()));
       r.ffnRowsData = static_cast<uint16_t*>(m);
       r.c.expandX = TensorView(m, r.c.expandX.dtype(), r.c.expandX.shape());
     }
@@ -569,13 +579,10 @@ class CommMemoryTensors {
   }
 
  private:
-  void* moveIn(AlignedBuffer<uint16_t>& v, RankData& r) {
-    const size_t bytes = v.size() * sizeof(uint16_t);
+  void* allocate(size_t bytes, RankData& r) {
     void* m = memAlloc(ep_, bytes);
     if (m == nullptr) return nullptr;
-    std::memcpy(m, v.data(), bytes);
     memory_.push_back(m);
-    AlignedBuffer<uint16_t>().swap(v);
     r.commMemoryBytes += static_cast<int64_t>(bytes);
     return m;
   }
@@ -665,7 +672,7 @@ RunResult runScenario(const Scenario& scenario, const RunOptions& options) {
   for (int g = 0; g < G; ++g)
     for (int e = 0; e < W; ++e) buildRank(p, options, g, e, ranks[static_cast<size_t>(g * W + e)]);
   std::vector<std::unique_ptr<CommMemoryTensors>> inCommMemory;
-  if (options.tensorsInCommMemory && options.api != Api::kCann) {
+  if (placesInCommMemory(options)) {
     for (RankData& r : ranks) {
       const Communicator& epComm = ep[static_cast<size_t>(r.tpIdx)][static_cast<size_t>(r.epRank)];
       inCommMemory.push_back(std::make_unique<CommMemoryTensors>(epComm));
@@ -739,7 +746,7 @@ RunResult runScenarioRank(const Scenario& scenario, const RunOptions& options, i
   std::vector<RankData> ranks(1);
   buildRank(p, options, tpIdx, epRank, ranks[0]);
   CommMemoryTensors inCommMemory(ep);
-  if (options.tensorsInCommMemory && !inCommMemory.place(ranks[0])) {
+  if (placesInCommMemory(options) && !inCommMemory.place(ranks[0])) {
     result.failures.push_back("runScenarioRank: memAlloc gave no memory for x and the expert rows");
     return result;
   }

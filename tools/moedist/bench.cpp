@@ -369,7 +369,7 @@ class Bench {
     // the runners take turns, round after round, and each pools its rounds' timed iterations, so that drift falls
     // on all of them alike.
     const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    const double copyBytes = std::max(static_cast<double>(s.W * s.Bs * s.K * s.H * 2), 64e6);
+    const double copyBytes = std::max(static_cast<double>(s.W) * s.Bs * s.K * s.H * 2, 64e6);  // a call's rows
     std::vector<double> copySamples;
     const auto sampleCopy = [&] { copySamples.push_back(copyBandwidthGBs(copyBytes, threads, 3)); };
     std::vector<Outcome> outcomes;  // by runner, its rounds pooled
