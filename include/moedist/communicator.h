@@ -62,8 +62,7 @@ class Communicator {
 // call; the space holds HCCL_BUFFSIZE MB per rank, shared with that copying. Ordinary memory for in-process
 // communicators (they read any memory in place) and when the space has no room left. 64-byte aligned, and ordinary
 // memory of a page (4096 bytes) or more starts on a page; null only when `bytes` is 0, `comm` is empty or memory is
-// exhausted. Free it with memFree() on the same communicator; what
-// is not freed goes with the communicator.
+// exhausted. Free it with memFree() on the same communicator; what is not freed goes with the communicator.
 void* memAlloc(const Communicator& comm, size_t bytes);
 void memFree(const Communicator& comm, void* ptr);
 

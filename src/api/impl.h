@@ -1,9 +1,9 @@
 // What a public Communicator handle owns: one rank's core context.
 #pragma once
 
+#include <cstddef>
 #include <map>
 #include <mutex>
-#include <new>
 #include <string_view>
 #include <vector>
 
