@@ -9,11 +9,13 @@
 // on another process only.
 #include <gtest/gtest.h>
 #include <mpi.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -93,6 +95,36 @@ std::string where() {
 
 void expectMatches(const Scenario& sc, const RunResult& r) {
   EXPECT_TRUE(r.ok()) << where() << ": " << sc.describe() << "\n" << r.summary();
+}
+
+// --- Across test hosts (scripts/netns-hosts.sh, which sets MOEDIST_HOSTS): the job spans that many hosts, each with
+// a network stack of its own, and Open MPI's shared memory joins only the processes of one host, so the engine's
+// window holds a host's ranks only and every other rank is reached through messages over TCP.
+
+class MpiHosts : public MpiTest {};
+
+TEST_F(MpiHosts, EachHostHasItsOwnNetworkAndSharedMemory) {
+  const char* hosts = std::getenv("MOEDIST_HOSTS");
+  if (hosts == nullptr) GTEST_SKIP() << "not across test hosts (MOEDIST_HOSTS is unset)";
+  const int expected = std::atoi(hosts);
+  // The network namespace of each process, by inode.
+  struct stat ns {};
+  ASSERT_EQ(::stat("/proc/self/ns/net", &ns), 0);
+  const auto mine = static_cast<unsigned long long>(ns.st_ino);
+  std::vector<unsigned long long> all(static_cast<size_t>(processCount()));
+  MPI_Allgather(&mine, 1, MPI_UNSIGNED_LONG_LONG, all.data(), 1, MPI_UNSIGNED_LONG_LONG, MPI_COMM_WORLD);
+  const auto sameHost = std::count(all.begin(), all.end(), mine);
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(std::unique(all.begin(), all.end()) - all.begin(), expected) << "network namespaces among the processes";
+
+  // The processes that share memory with this one, as MPI sees them (and as the engine splits them).
+  MPI_Comm node = MPI_COMM_NULL;
+  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+  int onNode = 0;
+  MPI_Comm_size(node, &onNode);
+  MPI_Comm_free(&node);
+  EXPECT_EQ(onNode, sameHost)
+      << where() << ": MPI's shared-memory node should be exactly the processes of this host";
 }
 
 // --- The checks can fail: process 0 dispatches other tokens than the scenario's, and the processes that receive its

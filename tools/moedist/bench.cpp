@@ -267,9 +267,31 @@ class Bench {
   }
 
   std::vector<std::string> mpiLauncher(int processes) const {
-    std::vector<std::string> argv{f_.mpirun, "-np", std::to_string(processes), "--oversubscribe"};
-    if (::geteuid() == 0) argv.push_back("--allow-run-as-root");
+    std::vector<std::string> argv{f_.mpirun, "-np", std::to_string(processes)};
+    for (std::string& flag : mpirunFlags()) argv.push_back(std::move(flag));
     return argv;
+  }
+
+  // mpirun's flags besides the number of processes.
+  std::vector<std::string> mpirunFlags() const {
+    std::vector<std::string> flags{"--oversubscribe"};
+    if (::geteuid() == 0) flags.push_back("--allow-run-as-root");
+    if (!f_.hostfile.empty()) flags.insert(flags.end(), {"--hostfile", f_.hostfile});
+    std::istringstream words(f_.mpirunArgs);
+    for (std::string w; words >> w;) flags.push_back(w);
+    return flags;
+  }
+
+  // The hosts named in --hostfile, in order, each once (Open MPI's format: a host, then options such as slots=N).
+  std::vector<std::string> hosts() const {
+    std::vector<std::string> names;
+    std::ifstream in(f_.hostfile);
+    for (std::string line; std::getline(in, line);) {
+      std::istringstream words(line.substr(0, line.find('#')));
+      std::string host;
+      if (words >> host && std::find(names.begin(), names.end(), host) == names.end()) names.push_back(host);
+    }
+    return names;
   }
 
   std::vector<std::string> runArgs(const Shape& s, const std::string& engine, const fs::path& jsonPath,
@@ -448,6 +470,9 @@ class Bench {
   void printHeader() const {
     fmt::print("# moedist bench: {}\n", f_.preset.empty() ? "shapes from the command line" : presetWhat());
     fmt::print("# engines: {}; baselines: {}\n", fmt::join(engines_, ", "), fmt::join(baselines_, ", "));
+    if (!f_.hostfile.empty() || !f_.mpirunArgs.empty())
+      fmt::print("# MPI runners: {} {}{}\n", f_.mpirun, fmt::join(mpirunFlags(), " "),
+                 f_.hostfile.empty() ? "" : fmt::format(" (hosts: {})", fmt::join(hosts(), ", ")));
     fmt::print(
         "# time per call of the slowest rank over {} iterations after {} warm-up{}: best, median and p99 (ms)\n"
         "# bytes: every (token, expert) row that dispatch delivers, and that combine returns, x H x 2 bytes, all ranks;"
@@ -575,7 +600,10 @@ class Bench {
           {"rounds", f_.rounds},
           {"warmup", f_.warmup},
           {"check", !f_.noCheck},
-          {"seed", f_.seed}}},
+          {"seed", f_.seed},
+          {"mpirun", f_.mpirun},
+          {"mpirun_flags", mpirunFlags()},
+          {"hosts", f_.hostfile.empty() ? json::array() : json(hosts())}}},
         {"method",
          "time per call of the slowest rank (each rank meets the others at a barrier before each call); bytes: every "
          "(token, expert) row delivered by dispatch / returned to combine, x H x 2 bytes, all ranks; GB/s = bytes / "

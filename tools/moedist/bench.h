@@ -25,6 +25,8 @@ struct BenchFlags {
   std::string workDir;                      // cases and logs (default: a fresh folder under /tmp)
   std::string writeCase;                    // --write-case DIR: write the first point's case and exit
   std::string mpirun = "mpirun";            // the MPI launcher
+  std::string hostfile;                     // its --hostfile (MPI runners across hosts)
+  std::string mpirunArgs;                   // more of its flags, as words separated by spaces
   std::string python = "/usr/bin/python3";  // for the PyTorch pipeline
   std::string mpiPipeline, torchPipeline;   // the baselines (default: those of this build tree)
   int timeoutSeconds = 900;                 // per engine or baseline run

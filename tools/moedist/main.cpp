@@ -113,6 +113,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   benchCmd->add_option("--timeout", b.timeoutSeconds, "seconds a runner may take at one point")->capture_default_str();
   benchCmd->add_option("--mpirun", b.mpirun, "the MPI launcher")->capture_default_str();
+  benchCmd
+      ->add_option("--hostfile", b.hostfile,
+                   "run the MPI engine and the MPI baseline across the hosts of this file (mpirun --hostfile)")
+      ->check(CLI::ExistingFile);
+  benchCmd->add_option("--mpirun-args", b.mpirunArgs,
+                       "more flags for mpirun, separated by spaces (for example \"--mca btl_tcp_if_include eth0\")");
   benchCmd->add_option("--python", b.python, "the Python with torch, for torch_pipeline")->capture_default_str();
   benchCmd->add_option("--mpi-pipeline", b.mpiPipeline, "the MPI baseline program (default: this build's)");
   benchCmd->add_option("--torch-pipeline", b.torchPipeline,
