@@ -1,5 +1,6 @@
 // CopyingEngine: wraps an engine and hides its peer mappings (peerRegion() returns nullptr), so that every access
-// to peer memory goes through read(), as it must on an engine that cannot map peer memory (MPI across hosts).
+// to peer memory goes through read() or write(), as it must on an engine that cannot map peer memory (MPI across
+// hosts).
 // Selected for in-process communicators with MOEDIST_INPROC_COPY=1, to test core's copy path with the whole suite.
 // Tests derive from it to watch the reads (core's PeerRows test counts them).
 #pragma once
@@ -29,6 +30,10 @@ class CopyingEngine : public Engine {
   Status read(int peer, int region, size_t offset, void* dst, size_t bytes) override {
     return inner_->read(peer, region, offset, dst, bytes);
   }
+  Status write(int peer, int region, std::span<const WritePiece> pieces) override {
+    return inner_->write(peer, region, pieces);
+  }
+  Status fence(Clock::time_point deadline) override { return inner_->fence(deadline); }
   Status close(Clock::time_point deadline) override { return inner_->close(deadline); }
   void* allocate(size_t bytes) override { return inner_->allocate(bytes); }
   bool release(void* ptr) override { return inner_->release(ptr); }

@@ -1,13 +1,17 @@
 // The engine interface: how ranks of one communicator move bytes. Engines know nothing about MoE.
 //
-// A collective call is "open, read, close" (pull model):
+// A collective call is "open, read or write, close":
 //   open()   each participant publishes a small header and a few memory regions, and waits until every
 //            participant of the same call has published;
 //   read     each participant reads what it needs straight from its peers' regions: through peerRegion() when
 //            the engine can map peer memory (in-process: one copy, straight from the peer's buffer), else
-//            through read();
-//   close()  each participant waits until every participant is done reading, so regions may be reused.
-// Headers and regions must stay valid and unchanged from open() until close() returns.
+//            through read() (pull);
+//   write    or a participant that knows what a peer needs sends it unasked, into a region the peer published as
+//            writable (push: one message per run of rows where every read would be a request and an answer), and
+//            fence() makes every participant's writes so far visible to their receivers;
+//   close()  each participant waits until every participant is done reading and writing, so regions may be reused.
+// Headers and regions must stay valid and unchanged from open() until close() returns, except that writable regions
+// change where peers write into them.
 //
 // Participants are given per call (sorted physical ranks, the caller among them): all ranks normally, the
 // survivors under elastic scale-in. Calls are matched across ranks by (participant set, how many calls this
@@ -27,9 +31,19 @@ namespace moedist::comm {
 
 using Clock = std::chrono::steady_clock;
 
-// Memory a rank lets its peers read during one call.
+// Memory a rank lets its peers read during one call, and, when `writable`, write into: `data` then points to memory
+// the caller may change (the engine casts the const away), and peers' writes land there, at the latest when this
+// rank's fence() or close() returns. Bytes no peer writes keep their value.
 struct Region {
   const void* data = nullptr;
+  size_t bytes = 0;
+  bool writable = false;
+};
+
+// One piece of a write(): `bytes` bytes from `src` to `offset` in the peer's region.
+struct WritePiece {
+  const void* src = nullptr;
+  size_t offset = 0;
   size_t bytes = 0;
 };
 
@@ -61,6 +75,17 @@ class Engine {
   // Copies `bytes` bytes at `offset` of a participant's region into dst. Core calls it from the calling thread
   // only (never from kernel worker threads), so engines need no thread safety here.
   virtual Status read(int peer, int region, size_t offset, void* dst, size_t bytes) = 0;
+
+  // Sends `pieces` of this rank's memory into a participant's writable region (the pieces inside it, its own rank
+  // included). Returns at once: the sources must stay unchanged until this rank's next fence() or close() returns,
+  // and the bytes are visible in the peer's region when the peer's next fence() or close() returns, not before.
+  // Calling thread only, like read().
+  virtual Status write(int peer, int region, std::span<const WritePiece> pieces) = 0;
+
+  // Waits until every participant has called fence() as often as this rank has, and every write they made before
+  // it into this rank's regions has landed. Every participant of the call calls it equally often. Between writes
+  // and the reads of what they wrote.
+  virtual Status fence(Clock::time_point deadline) = 0;
 
   // Waits until every participant has closed the call. Always call it after a successful open(), also when the
   // caller gave up on the call's work, so that peers are not left waiting.

@@ -85,6 +85,9 @@ void ProtocolEngine::deliver(Event&& event) {
       call.peers[i] = std::move(event);
       call.arrived[i] = 1;
       return;
+    case EventKind::kFence:
+      if (++call.fences[i] >= call.fenceTarget) call.fenced[i] = 1;
+      return;
     case EventKind::kClose:
       call.closed[i] = 1;
       return;
@@ -119,7 +122,7 @@ void ProtocolEngine::notifyAbandoned() {
 }
 
 template <typename Done>
-bool ProtocolEngine::waitFor(Clock::time_point deadline, bool opening, Done done) {
+bool ProtocolEngine::waitFor(Clock::time_point deadline, Wait wait, Done done) {
   const auto deliverFn = [this](Event&& e) { deliver(std::move(e)); };
   const Clock::duration interval = transport_->livenessInterval();
   Clock::time_point nextCheck = Clock::now() + interval;
@@ -136,7 +139,7 @@ bool ProtocolEngine::waitFor(Clock::time_point deadline, bool opening, Done done
       continue;
     }
     if (now >= nextCheck) {
-      const auto& flags = call_->heardFrom(opening);
+      const auto& flags = call_->heardFrom(wait);
       for (size_t i = 0; i < flags.size(); ++i) {
         const int peer = call_->participants[i];
         std::string why;
@@ -151,17 +154,17 @@ bool ProtocolEngine::waitFor(Clock::time_point deadline, bool opening, Done done
       }
       nextCheck = now + interval;
     }
-    const auto& flags = call_->heardFrom(opening);
+    const auto& flags = call_->heardFrom(wait);
     call_->awaiting = static_cast<int>(std::count(flags.begin(), flags.end(), uint8_t{0}));
     transport_->poll(&*call_, std::min(deadline, nextCheck), deliverFn);
     call_->awaiting = 1;
   }
 }
 
-Status ProtocolEngine::failure(bool opening, Clock::time_point start) {
+Status ProtocolEngine::failure(Wait wait, Clock::time_point start) {
   Call& call = *call_;
-  const std::string verb = opening ? "open" : "close";
-  const auto& flags = call.heardFrom(opening);
+  const std::string verb = wait == Wait::kOpen ? "open" : wait == Wait::kFence ? "fence" : "close";
+  const auto& flags = call.heardFrom(wait);
   std::vector<int> missing;
   for (size_t i = 0; i < flags.size(); ++i)
     if (!flags[i]) missing.push_back(call.participants[i]);
@@ -214,6 +217,8 @@ Status ProtocolEngine::open(std::span<const int> participants, std::span<const s
   call.peers.resize(participants.size());
   call.arrived.assign(participants.size(), 0);
   call.closed.assign(participants.size(), 0);
+  call.fences.assign(participants.size(), 0);
+  call.fenced.assign(participants.size(), 0);
   call.numOwn = static_cast<int>(regions.size());
   std::copy(regions.begin(), regions.end(), call.own.begin());
 
@@ -225,6 +230,7 @@ Status ProtocolEngine::open(std::span<const int> participants, std::span<const s
   mine.numRegions = call.numOwn;
   for (int i = 0; i < call.numOwn; ++i) {
     mine.bytes[static_cast<size_t>(i)] = regions[static_cast<size_t>(i)].bytes;
+    if (regions[static_cast<size_t>(i)].writable) mine.writable |= 1u << i;
     mine.mapped[static_cast<size_t>(i)] = static_cast<const std::byte*>(regions[static_cast<size_t>(i)].data);
   }
   if (Status s = transport_->post(call, mine, deadline); !s.ok()) {
@@ -246,17 +252,20 @@ Status ProtocolEngine::open(std::span<const int> participants, std::span<const s
   early.swap(early_);
   for (Event& e : early) deliver(std::move(e));
 
-  const bool all = waitFor(deadline, /*opening=*/true, [&] {
+  const bool all = waitFor(deadline, Wait::kOpen, [&] {
     return std::all_of(call_->arrived.begin(), call_->arrived.end(), [](uint8_t a) { return a != 0; });
   });
   if (all) {
+    // Peers read every region in place (writable ones are written, not read).
     mapped_ = true;
     for (const Event& p : call_->peers)
       for (int i = 0; i < p.numRegions; ++i)
-        if (p.bytes[static_cast<size_t>(i)] > 0 && p.mapped[static_cast<size_t>(i)] == nullptr) mapped_ = false;
+        if (p.bytes[static_cast<size_t>(i)] > 0 && p.mapped[static_cast<size_t>(i)] == nullptr &&
+            (p.writable >> i & 1u) == 0)
+          mapped_ = false;
     return okStatus();
   }
-  Status result = failure(/*opening=*/true, start);
+  Status result = failure(Wait::kOpen, start);
   leave();
   return result;
 }
@@ -295,6 +304,57 @@ Status ProtocolEngine::read(int peer, int region, size_t offset, void* dst, size
   return transport_->read(*call_, *p, region, offset, dst, bytes);
 }
 
+Status ProtocolEngine::write(int peer, int region, std::span<const WritePiece> pieces) {
+  const std::string prefix = transport_->prefix();
+  if (!call_) return invalid(prefix + "write() called with no open call");
+  const Event* p = peerOf(peer);
+  if (p == nullptr)
+    return invalid(fmt::format("{}write() to rank {}, which is not a participant of the {}", prefix, peer, what()));
+  if (region < 0 || region >= p->numRegions || (p->writable >> region & 1u) == 0)
+    return invalid(fmt::format("{}write() to region {} of rank {}, which published {} region(s) and this one {}",
+                               prefix, region, peer, p->numRegions,
+                               region < 0 || region >= p->numRegions ? "not at all" : "read-only"));
+  const size_t regionBytes = p->bytes[static_cast<size_t>(region)];
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    const WritePiece& w = pieces[i];
+    if (w.offset > regionBytes || w.bytes > regionBytes - w.offset || (w.src == nullptr && w.bytes > 0))
+      return invalid(fmt::format(
+          "{}write() piece {} ({} bytes at offset {}{}) does not fit rank {}'s region {} of {} "
+          "bytes",
+          prefix, i, w.bytes, w.offset, w.src == nullptr ? ", from a null source" : "", peer, region, regionBytes));
+  }
+  // In place when this rank can address the region (own memory, threads, a shared-memory segment).
+  std::byte* base = peer == rank() ? transport_->writeTarget(*call_, region)
+                                   : const_cast<std::byte*>(p->mapped[static_cast<size_t>(region)]);  // writable
+  if (base == nullptr) return transport_->write(*call_, *p, region, pieces);
+  for (const WritePiece& w : pieces)
+    if (w.bytes > 0) std::memcpy(base + w.offset, w.src, w.bytes);
+  return okStatus();
+}
+
+Status ProtocolEngine::fence(Clock::time_point deadline) {
+  const Clock::time_point start = Clock::now();
+  if (!call_) return invalid(transport_->prefix() + "fence() called with no open call");
+  Call& call = *call_;
+  ++call.fenceTarget;
+  if (call.abandonedBy < 0) {
+    Event notice;
+    notice.kind = EventKind::kFence;
+    notice.from = rank();
+    notice.id = call.id;
+    (void)transport_->post(call, notice, deadline);
+  }
+  const auto self = static_cast<size_t>(call.slotOf(rank()));
+  call.fences[self] = call.fenceTarget;
+  for (size_t i = 0; i < call.fences.size(); ++i) call.fenced[i] = call.fences[i] >= call.fenceTarget ? 1 : 0;
+  const bool all = waitFor(deadline, Wait::kFence, [&] {
+    return std::all_of(call_->fenced.begin(), call_->fenced.end(), [](uint8_t f) { return f != 0; });
+  });
+  if (!all) return failure(Wait::kFence, start);  // the call stays open: close() it
+  transport_->landed(call);
+  return okStatus();
+}
+
 Status ProtocolEngine::close(Clock::time_point deadline) {
   const Clock::time_point start = Clock::now();
   if (!call_) return invalid(transport_->prefix() + "close() called with no open call");
@@ -308,11 +368,12 @@ Status ProtocolEngine::close(Clock::time_point deadline) {
     (void)transport_->post(call, notice, deadline);
   }
   call.closed[self] = 1;
-  const bool all = waitFor(deadline, /*opening=*/false, [&] {
+  const bool all = waitFor(deadline, Wait::kClose, [&] {
     return !transport_->busy() &&
            std::all_of(call_->closed.begin(), call_->closed.end(), [](uint8_t c) { return c != 0; });
   });
-  Status result = all ? okStatus() : failure(/*opening=*/false, start);
+  if (all) transport_->landed(call);
+  Status result = all ? okStatus() : failure(Wait::kClose, start);
   leave();
   return result;
 }

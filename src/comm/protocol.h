@@ -1,16 +1,19 @@
 // The call protocol every engine shares (NCCL's generic layer over its transports): matching, arrival and close
 // bookkeeping, abandonment, liveness and the deadline messages live here, once; an engine is a thin Transport that
-// delivers three kinds of events between the ranks of a communicator and gives access to peers' regions.
+// delivers four kinds of events between the ranks of a communicator and gives access to peers' regions.
 //
 // A call (engine.h) is identified by CallId: the hash of its participant list and how many calls this rank made
 // before with that list. For each call a participant posts
 //   kOpen     to every other participant when it opens the call: its header and how to reach its regions;
-//   kClose    when it has finished reading (close());
+//   kFence    when it calls fence(), after its writes so far: the transport delivers it only once those writes have
+//             landed in the receiver's regions;
+//   kClose    when it has finished reading and writing (close()), after its writes, as kFence;
 //   kAbandon  when it gives up (its deadline passed, a peer died, it could not publish, or it was destroyed with the
 //             call open), with a note saying why; every participant that receives it fails the call at once.
 // ProtocolEngine keeps the state of the open call, a list of events of calls this rank has not opened yet ("early")
-// and drops events of calls it has left. open() returns when every participant's kOpen has arrived; close() when
-// every kClose has arrived and the transport has nothing in flight that reads this rank's regions.
+// and drops events of calls it has left. open() returns when every participant's kOpen has arrived; fence() when
+// every participant's kFence of that round has; close() when every kClose has arrived and the transport has nothing
+// in flight that reads this rank's regions.
 //
 // Waits ask the transport to poll with a deadline; between polls the engine asks the transport whether the
 // participants it still waits for are alive (shared memory: their process exists), so that a dead peer fails the
@@ -43,7 +46,10 @@ struct CallId {
 // FNV-1a over the list and its length: the same value in every process.
 uint64_t hashRanks(std::span<const int> ranks);
 
-enum class EventKind : uint8_t { kOpen = 1, kClose = 2, kAbandon = 3 };
+enum class EventKind : uint8_t { kOpen = 1, kClose = 2, kAbandon = 3, kFence = 4 };
+
+// What a wait of ProtocolEngine waits for from every participant.
+enum class Wait : uint8_t { kOpen, kFence, kClose };
 
 // A participant's announcement about one call.
 struct Event {
@@ -54,6 +60,7 @@ struct Event {
   std::shared_ptr<const std::vector<std::byte>> header;
   int numRegions = 0;
   std::array<uint64_t, kMaxRegions> bytes{};
+  uint32_t writable = 0;  // bit i: region i is writable (Region::writable)
   // Where the receiver reaches each region in place (nullptr: through Transport::read). Filled by the transport on
   // the receiving side.
   std::array<const std::byte*, kMaxRegions> mapped{};
@@ -71,6 +78,9 @@ struct Call {
   std::vector<Event> peers;      // per participant, in participant order: its kOpen once arrived
   std::vector<uint8_t> arrived;  // per participant
   std::vector<uint8_t> closed;   // per participant
+  std::vector<int> fences;       // per participant: its kFence events so far
+  std::vector<uint8_t> fenced;   // per participant: fences >= fenceTarget
+  int fenceTarget = 0;           // fence() calls of this rank in this call
   std::array<Region, kMaxRegions> own{};
   int numOwn = 0;
   Clock::duration timeout{};  // the open's deadline minus its start: bounds the reads of the call
@@ -83,8 +93,10 @@ struct Call {
 
   // Index of `rank` among the participants, or -1.
   int slotOf(int rank) const;
-  // Per participant, whether the event a wait needs has come: its kOpen (opening) or its kClose.
-  const std::vector<uint8_t>& heardFrom(bool opening) const { return opening ? arrived : closed; }
+  // Per participant, whether the event a wait needs has come: its kOpen, its kFence of this round or its kClose.
+  const std::vector<uint8_t>& heardFrom(Wait wait) const {
+    return wait == Wait::kOpen ? arrived : wait == Wait::kFence ? fenced : closed;
+  }
 };
 
 // A transport: how the ranks of one communicator exchange events and reach each other's regions. Every method is
@@ -100,10 +112,10 @@ class Transport {
   // "in-process communicator 'x' rank 3: ": starts every message of this rank.
   virtual std::string prefix() const = 0;
 
-  // Sends `event` (kind kOpen, kClose or kAbandon of `call`, from this rank) to every other participant. For kOpen
-  // the transport first makes `call.own` reachable (for example by staging it in shared memory) and fills
-  // event.where; an error (the regions do not fit, a peer cannot be reached before `deadline`) fails the open and the
-  // engine abandons the call. kClose and kAbandon are best effort.
+  // Sends `event` (of `call`, from this rank) to every other participant. For kOpen the transport first makes
+  // `call.own` reachable (for example by staging it in shared memory) and fills event.where; an error (the regions do
+  // not fit, a peer cannot be reached before `deadline`) fails the open and the engine abandons the call. The other
+  // kinds are best effort. A kFence or kClose reaches a peer after every write() this rank made to it before.
   virtual Status post(Call& call, Event& event, Clock::time_point deadline) = 0;
 
   // Waits until at least one event has arrived for this rank or `until` passes, and hands every arrived event to
@@ -123,8 +135,27 @@ class Transport {
   // that map() left unmapped.
   virtual Status read(const Call& call, const Event& peer, int region, size_t offset, void* dst, size_t bytes) = 0;
 
-  // Whether the transport still has work in flight that reads this rank's regions (MPI: replies being sent);
-  // close() waits for it too.
+  // Writes pieces into `peer`'s writable region `region` (bounds already checked), for regions that map() left
+  // unmapped. The sources stay valid until close() (busy() says whether they are still being read).
+  virtual Status write(const Call& call, const Event& peer, int region, std::span<const WritePiece> pieces) {
+    (void)call;
+    (void)pieces;
+    return Status(StatusCode::kInternal, prefix() + "cannot write into rank " + std::to_string(peer.from) +
+                                             "'s region " + std::to_string(region) + ": it is not mapped");
+  }
+
+  // Where writes into this rank's own writable region `region` of the open call go: the caller's memory, or the copy
+  // post(kOpen) staged where peers write (then landed() copies it back).
+  virtual std::byte* writeTarget(const Call& call, int region) {
+    return static_cast<std::byte*>(const_cast<void*>(call.own[static_cast<size_t>(region)].data));
+  }
+
+  // Every participant's writes to this rank so far have arrived (after a fence or a close): make them visible in
+  // the caller's memory where the transport received them elsewhere (the shared-memory engine's staged copy).
+  virtual void landed(Call& call) { (void)call; }
+
+  // Whether the transport still has work in flight that reads this rank's regions or write() sources (MPI: replies
+  // and writes being sent); close() waits for it too.
   virtual bool busy() const { return false; }
 
   // Whether `peer` can still take part; when not, `why` says so ("its process 1234 has exited"). Checked between
@@ -166,6 +197,8 @@ class ProtocolEngine final : public Engine {
   const std::byte* peerRegion(int peer, int region) const override;
   size_t peerRegionBytes(int peer, int region) const override;
   Status read(int peer, int region, size_t offset, void* dst, size_t bytes) override;
+  Status write(int peer, int region, std::span<const WritePiece> pieces) override;
+  Status fence(Clock::time_point deadline) override;
   Status close(Clock::time_point deadline) override;
   void* allocate(size_t bytes) override { return transport_->allocate(bytes); }
   bool release(void* ptr) override { return transport_->release(ptr); }
@@ -180,14 +213,14 @@ class ProtocolEngine final : public Engine {
   // Polls until done() or the deadline (false), failing the wait early (false) when the call is abandoned or a
   // participant it waits for has died (then the call is marked abandoned by this rank with the reason).
   template <typename Done>
-  bool waitFor(Clock::time_point deadline, bool opening, Done done);
+  bool waitFor(Clock::time_point deadline, Wait wait, Done done);
   // Abandons the open call for everyone (posts kAbandon) with `note` unless someone did already.
   void abandon(const std::string& note);
   // Posts kAbandon with the call's abandon note, once: a rank that leaves an abandoned call passes the notice on, so
   // every participant learns why even if the first notice did not reach it.
   void notifyAbandoned();
   // The error of a wait that did not complete, then the call is left.
-  Status failure(bool opening, Clock::time_point start);
+  Status failure(Wait wait, Clock::time_point start);
   void leave();
 
   std::unique_ptr<Transport> transport_;

@@ -123,8 +123,7 @@ TEST_F(MpiHosts, EachHostHasItsOwnNetworkAndSharedMemory) {
   int onNode = 0;
   MPI_Comm_size(node, &onNode);
   MPI_Comm_free(&node);
-  EXPECT_EQ(onNode, sameHost)
-      << where() << ": MPI's shared-memory node should be exactly the processes of this host";
+  EXPECT_EQ(onNode, sameHost) << where() << ": MPI's shared-memory node should be exactly the processes of this host";
 }
 
 // --- The checks can fail: process 0 dispatches other tokens than the scenario's, and the processes that receive its

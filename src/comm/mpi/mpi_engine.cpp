@@ -6,9 +6,13 @@
 //   kTagEvent    EventMsg + the sender's header (kOpen) or note (kAbandon)
 //   kTagRequest  RequestMsg                                 (read of a region that map() could not address)
 //   reply tags   the requested bytes, or none when the request cannot be served (then the reader fails)
+//   kTagWrite    WriteMsg + its pieces' places               (write into a peer's writable region)
+// and on a second duplicate, which nothing probes, the bytes of each write (kTagData), sent as one message straight
+// from the writer's pieces (an MPI_Type_create_hindexed datatype) and received straight into the pieces' places.
 // progress() drains messages whatever the caller waits for: events are queued for the next poll() (in the order each
-// sender sent them), requests for the open call are answered, others refused. Each read uses a fresh reply tag, so
-// the answer to a read that timed out never meets a later one.
+// sender sent them), requests for the open call are answered, others refused, and a WriteMsg posts the receive of its
+// bytes, which later messages of that writer wait for (so its kFence and kClose come after its writes). Each read uses
+// a fresh reply tag, so the answer to a read that timed out never meets a later one.
 #include "comm/mpi/mpi_engine.h"
 
 #include <fmt/format.h>
@@ -34,7 +38,10 @@ namespace moedist::comm::mpi {
 namespace {
 
 constexpr int kTagEvent = 1;
+constexpr int kTagWrite = 2;
 constexpr int kTagRequest = 3;
+constexpr int kTagData = 4;       // on data_
+constexpr int kDataReceive = -1;  // Received::tag of the receive of a write's bytes
 constexpr int kTagReplyBase = 16;
 constexpr size_t kMaxChunk = size_t{1} << 30;  // bytes per reply message (MPI counts are int)
 constexpr size_t kStageAlign = 64;
@@ -44,8 +51,20 @@ struct EventMsg {  // followed by the header (kOpen) or the note (kAbandon)
   uint8_t kind = 0;  // EventKind
   uint8_t pad[3] = {};
   int32_t numRegions = 0;
+  uint32_t writable = 0;  // Event::writable
   std::array<uint64_t, kMaxRegions> bytes{};
   std::array<int64_t, kMaxRegions> where{};  // offset in the sender's shared window, or -1: read() it
+};
+
+struct WriteMsg {  // followed by `pieces` WritePlace
+  CallId id;
+  int32_t region = 0;
+  int32_t pieces = 0;
+};
+
+struct WritePlace {
+  uint64_t offset = 0;
+  uint64_t bytes = 0;
 };
 
 struct RequestMsg {
@@ -122,7 +141,7 @@ void retire(MPI_Comm comm) {
 
 class MpiTransport final : public Transport {
  public:
-  MpiTransport(MPI_Comm comm, std::string name) : comm_(comm), name_(std::move(name)) {
+  MpiTransport(MPI_Comm comm, MPI_Comm data, std::string name) : comm_(comm), data_(data), name_(std::move(name)) {
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
     windows_.assign(static_cast<size_t>(size_), nullptr);
@@ -149,6 +168,7 @@ class MpiTransport final : public Transport {
   void poll(const Call* call, Clock::time_point until, const std::function<void(Event&&)>& deliver) override;
   Status map(const Call& call, Event& event) override;
   Status read(const Call& call, const Event& peer, int region, size_t offset, void* dst, size_t bytes) override;
+  Status write(const Call& call, const Event& peer, int region, std::span<const WritePiece> pieces) override;
   bool busy() const override;
   void finish(Call& call) override;
   void* allocate(size_t bytes) override;
@@ -174,10 +194,16 @@ class MpiTransport final : public Transport {
   // copied into a block of it) and sets event.where.
   void stage(const Call& call, Event& event);
   void send(int dest, int tag, std::vector<std::byte> buffer);
-  // Completes sends, receives messages (events into queue_) and answers read requests for `call`; never blocks.
-  // Returns whether a reply send completed.
+  // Completes sends, receives messages (events into queue_), answers read requests for `call` and posts the
+  // receives of writes into it; never blocks. Returns whether a reply send completed.
   bool progress(const Call* call);
-  void handle(Received message, const Call* call);
+  // Handles a received message; a write's receive goes into incoming_ at `next`, ahead of its writer's later
+  // messages. Returns where progress() goes on.
+  std::list<Incoming>::iterator handle(Received message, const Call* call, std::list<Incoming>::iterator next);
+  // Posts the receive of a write's bytes: into `call`'s writable region when the write is for it and fits, else
+  // into a buffer that is thrown away (the call was left).
+  std::list<Incoming>::iterator receiveWrite(int source, const std::vector<std::byte>& message, const Call* call,
+                                             std::list<Incoming>::iterator next);
   void serve(int source, const RequestMsg& request, const Call* call);
   // A queued kAbandon of `call`, or nullptr.
   const Event* abandonOf(const Call& call) const;
@@ -185,6 +211,7 @@ class MpiTransport final : public Transport {
   Status readChunk(const Call& call, int peer, RequestMsg request, void* dst);
 
   MPI_Comm comm_ = MPI_COMM_NULL;  // owned duplicate
+  MPI_Comm data_ = MPI_COMM_NULL;  // owned duplicate: the bytes of writes
   std::string name_;
   int rank_ = 0, size_ = 0;
   int replyTags_ = 0;
@@ -230,6 +257,7 @@ MpiTransport::~MpiTransport() {
   }
   if (node_ != MPI_COMM_NULL) MPI_Comm_free(&node_);  // carries collectives only, never a stray message
   retire(comm_);
+  retire(data_);
 }
 
 Status MpiTransport::attachWindow(size_t windowBytes) {
@@ -304,9 +332,10 @@ void MpiTransport::stage(const Call& call, Event& event) {
   // one block of the window.
   auto inPlace = [&](const Region& r) { return offsetWithin(window_, windowBytes_, r.data, r.bytes); };
   size_t need = 0;
+  // Writable regions are never staged: peers write into them through messages, straight into the caller's memory.
   for (int i = 0; i < call.numOwn; ++i) {
     const Region& r = call.own[static_cast<size_t>(i)];
-    if (r.bytes > 0 && inPlace(r) < 0) need += alignUp(r.bytes);
+    if (r.bytes > 0 && !r.writable && inPlace(r) < 0) need += alignUp(r.bytes);
   }
   if (need > 0) staged_ = alloc_.allocate(need);
   if (need > 0 && staged_ < 0 && !warnedWindow_) {  // correct, but slow: say so once
@@ -321,7 +350,9 @@ void MpiTransport::stage(const Call& call, Event& event) {
   for (int i = 0; i < call.numOwn; ++i) {
     const Region& r = call.own[static_cast<size_t>(i)];
     int64_t& where = event.where[static_cast<size_t>(i)];
-    if (r.bytes == 0) {
+    if (r.writable) {
+      where = -1;
+    } else if (r.bytes == 0) {
       where = 0;
     } else if (const int64_t offset = inPlace(r); offset >= 0) {
       where = offset;
@@ -336,6 +367,21 @@ void MpiTransport::stage(const Call& call, Event& event) {
 
 void MpiTransport::finish(Call& call) {
   (void)call;
+  // A call left before every write into it landed (it was abandoned): its receives must not write into the caller's
+  // memory after close() returns. A receive MPI has not matched yet is cancelled; one it has matched completes.
+  for (auto it = incoming_.begin(); it != incoming_.end();) {
+    if (it->message.tag != kDataReceive || !it->message.bytes.empty()) {
+      ++it;
+      continue;
+    }
+    int done = 0;
+    MPI_Test(&it->request, &done, MPI_STATUS_IGNORE);
+    if (!done) {
+      MPI_Cancel(&it->request);
+      MPI_Wait(&it->request, MPI_STATUS_IGNORE);
+    }
+    it = incoming_.erase(it);
+  }
   if (staged_ >= 0) alloc_.release(static_cast<size_t>(staged_));
   staged_ = -1;
 }
@@ -359,6 +405,7 @@ Status MpiTransport::post(Call& call, Event& event, Clock::time_point deadline) 
   if (event.kind == EventKind::kOpen) {
     stage(call, event);
     msg.numRegions = event.numRegions;
+    msg.writable = event.writable;
     msg.bytes = event.bytes;
     msg.where = event.where;
     if (event.header) tail = {event.header->data(), event.header->size()};
@@ -413,23 +460,25 @@ bool MpiTransport::progress(const Call* call) {
     }
     Received message = std::move(it->message);
     it = incoming_.erase(it);
-    handle(std::move(message), call);
+    it = handle(std::move(message), call, it);
   }
   return replied;
 }
 
-void MpiTransport::handle(Received message, const Call* call) {
-  if (message.tag >= kTagReplyBase) return;  // the answer to a read that gave up
+std::list<MpiTransport::Incoming>::iterator MpiTransport::handle(Received message, const Call* call,
+                                                                 std::list<Incoming>::iterator next) {
+  if (message.tag >= kTagReplyBase || message.tag == kDataReceive) return next;  // a late answer; a write landed
   if (message.tag == kTagRequest) {
     RequestMsg request;
     if (parse(message.bytes, &request)) serve(message.source, request, call);
-    return;
+    return next;
   }
+  if (message.tag == kTagWrite) return receiveWrite(message.source, message.bytes, call, next);
   EventMsg msg;
-  if (message.tag != kTagEvent || !parse(message.bytes, &msg)) return;
-  if (msg.kind < static_cast<uint8_t>(EventKind::kOpen) || msg.kind > static_cast<uint8_t>(EventKind::kAbandon) ||
+  if (message.tag != kTagEvent || !parse(message.bytes, &msg)) return next;
+  if (msg.kind < static_cast<uint8_t>(EventKind::kOpen) || msg.kind > static_cast<uint8_t>(EventKind::kFence) ||
       msg.numRegions < 0 || msg.numRegions > kMaxRegions)
-    return;  // not from this engine
+    return next;  // not from this engine
   Event& event = queue_.emplace_back();
   event.kind = static_cast<EventKind>(msg.kind);
   event.from = message.source;
@@ -438,12 +487,59 @@ void MpiTransport::handle(Received message, const Call* call) {
   if (event.kind == EventKind::kOpen) {
     event.header = std::make_shared<const std::vector<std::byte>>(tail, message.bytes.end());
     event.numRegions = msg.numRegions;
+    event.writable = msg.writable;
     event.bytes = msg.bytes;
     event.where = msg.where;
   } else if (event.kind == EventKind::kAbandon) {
     event.note.assign(reinterpret_cast<const char*>(message.bytes.data()) + sizeof(EventMsg),
                       message.bytes.size() - sizeof(EventMsg));
   }
+  return next;
+}
+
+std::list<MpiTransport::Incoming>::iterator MpiTransport::receiveWrite(int source,
+                                                                       const std::vector<std::byte>& message,
+                                                                       const Call* call,
+                                                                       std::list<Incoming>::iterator next) {
+  WriteMsg msg;
+  if (!parse(message, &msg) || msg.pieces < 0 ||
+      (message.size() - sizeof(WriteMsg)) / sizeof(WritePlace) != static_cast<size_t>(msg.pieces))
+    return next;  // not from this engine
+  std::vector<WritePlace> places(static_cast<size_t>(msg.pieces));
+  if (!places.empty())
+    std::memcpy(places.data(), message.data() + sizeof(WriteMsg), places.size() * sizeof(WritePlace));
+  uint64_t total = 0;
+  for (const WritePlace& p : places) total += p.bytes;
+  // Into the region when the write belongs to the open call and fits it (the writer checked it against the size
+  // this rank published); else into a buffer thrown away, so that the writer's bytes never wait in MPI for ever.
+  const Region* region = nullptr;
+  if (call != nullptr && call->id == msg.id && call->slotOf(source) >= 0 && msg.region >= 0 &&
+      msg.region < call->numOwn && call->own[static_cast<size_t>(msg.region)].writable) {
+    region = &call->own[static_cast<size_t>(msg.region)];
+    for (const WritePlace& p : places)
+      if (p.offset > region->bytes || p.bytes > region->bytes - p.offset) region = nullptr;
+  }
+  Incoming& in = *incoming_.emplace(next);
+  in.message.source = source;
+  in.message.tag = kDataReceive;
+  if (region == nullptr) {
+    in.message.bytes.resize(total);
+    MPI_Irecv(in.message.bytes.data(), static_cast<int>(total), MPI_BYTE, source, kTagData, data_, &in.request);
+    return std::prev(next);
+  }
+  std::vector<int> lengths(places.size());
+  std::vector<MPI_Aint> at(places.size());
+  auto* base = static_cast<std::byte*>(const_cast<void*>(region->data));  // writable
+  for (size_t i = 0; i < places.size(); ++i) {
+    lengths[i] = static_cast<int>(places[i].bytes);
+    MPI_Get_address(base + places[i].offset, &at[i]);
+  }
+  MPI_Datatype type = MPI_DATATYPE_NULL;
+  MPI_Type_create_hindexed(static_cast<int>(places.size()), lengths.data(), at.data(), MPI_BYTE, &type);
+  MPI_Type_commit(&type);
+  MPI_Irecv(MPI_BOTTOM, 1, type, source, kTagData, data_, &in.request);
+  MPI_Type_free(&type);  // freed when the receive completes
+  return std::prev(next);
 }
 
 void MpiTransport::serve(int source, const RequestMsg& request, const Call* call) {
@@ -512,6 +608,49 @@ Status MpiTransport::map(const Call& call, Event& event) {
     event.mapped[k] = windowOf(event.from) + at;
   }
   return okStatus();
+}
+
+Status MpiTransport::write(const Call& call, const Event& peer, int region, std::span<const WritePiece> pieces) {
+  // One message per run of pieces of at most kMaxChunk bytes (MPI counts are int), each piece at most that long.
+  std::vector<WritePlace> places;
+  std::vector<int> lengths;
+  std::vector<MPI_Aint> at;
+  size_t bytes = 0;
+  auto flush = [&]() -> Status {
+    if (places.empty()) return okStatus();
+    WriteMsg msg;
+    msg.id = call.id;
+    msg.region = region;
+    msg.pieces = static_cast<int32_t>(places.size());
+    send(peer.from, kTagWrite,
+         bytesOf(msg, {reinterpret_cast<const std::byte*>(places.data()), places.size() * sizeof(WritePlace)}));
+    MPI_Datatype type = MPI_DATATYPE_NULL;
+    MOEDIST_MPI(MPI_Type_create_hindexed(static_cast<int>(places.size()), lengths.data(), at.data(), MPI_BYTE, &type));
+    MOEDIST_MPI(MPI_Type_commit(&type));
+    Send& s = sends_.emplace_back();  // no buffer: busy() until sent, as the sources are the caller's
+    const int rc = MPI_Isend(MPI_BOTTOM, 1, type, peer.from, kTagData, data_, &s.request);
+    MPI_Type_free(&type);
+    if (rc != MPI_SUCCESS) return mpiError("MPI_Isend", rc);
+    places.clear();
+    lengths.clear();
+    at.clear();
+    bytes = 0;
+    return okStatus();
+  };
+  for (const WritePiece& w : pieces) {
+    for (size_t done = 0; done < w.bytes;) {
+      if (bytes == kMaxChunk || places.size() == (size_t{1} << 16)) MOEDIST_RETURN_IF_ERROR(flush());
+      const size_t n = std::min(w.bytes - done, kMaxChunk - bytes);
+      places.push_back({w.offset + done, n});
+      lengths.push_back(static_cast<int>(n));
+      MPI_Aint address = 0;
+      MPI_Get_address(static_cast<const std::byte*>(w.src) + done, &address);
+      at.push_back(address);
+      bytes += n;
+      done += n;
+    }
+  }
+  return flush();
 }
 
 bool MpiTransport::busy() const {
@@ -602,10 +741,12 @@ Status createEngine(MPI_Comm comm, const std::string& name, bool sharedMemory, s
   MPI_Finalized(&finalized);
   if (!initialized || finalized)
     return Status(StatusCode::kInvalidArgument, "createMpiCommunicator: MPI is not initialized (call MPI_Init_thread)");
-  MPI_Comm dup = MPI_COMM_NULL;
+  MPI_Comm dup = MPI_COMM_NULL, data = MPI_COMM_NULL;
   MOEDIST_MPI(MPI_Comm_dup(comm, &dup));
+  MOEDIST_MPI(MPI_Comm_dup(comm, &data));
   MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN);
-  auto transport = std::make_unique<MpiTransport>(dup, name);
+  MPI_Comm_set_errhandler(data, MPI_ERRORS_RETURN);
+  auto transport = std::make_unique<MpiTransport>(dup, data, name);
   MOEDIST_RETURN_IF_ERROR(transport->attachWindow(sharedMemory ? windowBytes : 0));
   *out = std::make_unique<ProtocolEngine>(std::move(transport));
   return okStatus();

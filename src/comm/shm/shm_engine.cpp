@@ -54,6 +54,7 @@ struct Slot {
   uint64_t set = 0, seq = 0;
   uint64_t generation = 0;  // the sender's call generation when it posted
   int32_t numRegions = 0;
+  uint32_t writable = 0;  // Event::writable
   uint32_t headerBytes = 0;
   uint64_t headerOffset = 0;  // in the sender's data area
   std::array<uint64_t, kMaxRegions> bytes{};
@@ -190,6 +191,9 @@ class ShmTransport final : public Transport {
     return Status(StatusCode::kInternal, fmt::format("{}rank {}'s region is not mapped", prefix(), peer.from));
   }
   bool alive(int peer, std::string* why) override { return processAlive(processes_[static_cast<size_t>(peer)], why); }
+  // Peers write into the staged copy of a writable region; landed() copies it back to the caller's memory.
+  std::byte* writeTarget(const Call& call, int region) override;
+  void landed(Call& call) override;
   void finish(Call& call) override;
   Clock::duration livenessInterval() const override { return kLiveness; }
 
@@ -257,6 +261,7 @@ Status ShmTransport::post(Call& call, Event& event, Clock::time_point deadline) 
     if (headerBytes > 0) std::memcpy(data(rank_) + at, event.header->data(), headerBytes);
     at += alignUp(headerBytes, kAlign);
     slot.numRegions = call.numOwn;
+    slot.writable = event.writable;
     for (int i = 0; i < call.numOwn; ++i) {
       const auto k = static_cast<size_t>(i);
       const Region& r = call.own[k];
@@ -332,6 +337,7 @@ bool ShmTransport::toEvent(const Slot& slot, Event* out) const {
   // it gave up on the call; then the copy may be torn, and the sender's kAbandon is in the ring already.
   if (sender.generation.load(std::memory_order_acquire) != slot.generation) return false;
   e.numRegions = slot.numRegions;
+  e.writable = slot.writable;
   e.bytes = slot.bytes;
   e.where = slot.where;
   return true;
@@ -396,6 +402,22 @@ Status ShmTransport::map(const Call&, Event& event) {
     event.mapped[k] = data(event.from) + event.where[k];
   }
   return okStatus();
+}
+
+std::byte* ShmTransport::writeTarget(const Call& call, int region) {
+  const int64_t where = call.peers[static_cast<size_t>(call.slotOf(rank_))].where[static_cast<size_t>(region)];
+  return data(rank_) + where;
+}
+
+void ShmTransport::landed(Call& call) {
+  const Event& mine = call.peers[static_cast<size_t>(call.slotOf(rank_))];
+  for (int i = 0; i < call.numOwn; ++i) {
+    const auto k = static_cast<size_t>(i);
+    auto* own = static_cast<std::byte*>(const_cast<void*>(call.own[k].data));
+    const std::byte* staged = data(rank_) + mine.where[k];
+    if ((mine.writable >> i & 1u) != 0 && call.own[k].bytes > 0 && staged != own)
+      std::memcpy(own, staged, call.own[k].bytes);
+  }
 }
 
 void ShmTransport::finish(Call&) {

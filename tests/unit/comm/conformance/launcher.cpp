@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -246,8 +247,12 @@ std::vector<std::string> kinds() {
 #endif
 }
 
-bool kindMapsPeers(const std::string& kind) {
-  return kind == "inproc" || kind == "shm" || kind == "mpi_shm";
+Mapping kindMapping(const std::string& kind) {
+  if (kind == "mpi_shm") {
+    const char* hosts = std::getenv("MOEDIST_HOSTS");
+    return hosts != nullptr && std::atoi(hosts) > 1 ? Mapping::kSome : Mapping::kAll;
+  }
+  return kind == "inproc" || kind == "shm" ? Mapping::kAll : Mapping::kNone;
 }
 
 RunResult runOnRanks(const std::string& kind, int numRanks, const std::string& name, const RankBody& body,

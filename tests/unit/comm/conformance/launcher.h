@@ -77,8 +77,11 @@ struct RunResult {
 // The engine kinds this binary runs (the instantiation of the suite).
 std::vector<std::string> kinds();
 
-// Whether calls of `kind` map every participant's regions (mapped() == true) when they fit the engine's memory.
-bool kindMapsPeers(const std::string& kind);
+// Which participants' regions calls of `kind` map (when they fit the engine's memory): all (mapped() == true), none
+// but this rank's own, or some (the MPI engine's shared window across test hosts, scripts/netns-hosts.sh, which sets
+// MOEDIST_HOSTS: the ranks of this host only).
+enum class Mapping { kAll, kNone, kSome };
+Mapping kindMapping(const std::string& kind);
 
 // Runs body on every rank of a fresh communicator of `numRanks` ranks of engine `kind` named after `name`. Throws
 // std::runtime_error when the communicator cannot be created; aborts (with the running ranks) after `watchdog`.
