@@ -25,6 +25,7 @@ class CopyingEngine : public Engine {
   }
   std::span<const std::byte> peerHeader(int peer) const override { return inner_->peerHeader(peer); }
   bool mapped() const override { return false; }
+  bool maps(int peer) const override { return peer == rank(); }
   const std::byte* peerRegion(int, int) const override { return nullptr; }
   size_t peerRegionBytes(int peer, int region) const override { return inner_->peerRegionBytes(peer, region); }
   Status read(int peer, int region, size_t offset, void* dst, size_t bytes) override {

@@ -67,9 +67,13 @@ class Engine {
   // Between open() and close(): a participant's header, and the base address of its region `region` when this
   // engine can address peer memory directly (nullptr otherwise; then use read()). Own rank included.
   virtual std::span<const std::byte> peerHeader(int peer) const = 0;
-  // Whether peerRegion() addresses every region of every participant of the open call. Only then may core read
-  // peer memory from kernel worker threads; else it reads row by row through read() on the calling thread.
+  // Whether peerRegion() addresses every readable region of every participant of the open call. Memory peerRegion()
+  // addresses may be read from any thread (kernel workers included); read() is for the calling thread only.
   virtual bool mapped() const = 0;
+  // Whether this engine's calls map `peer`'s regions (when they fit its memory), known before any call: threads and
+  // processes of one host, not a rank on another host (MPI). A participant that cannot map an owner gets what it
+  // needs from it by the owner's write() instead of its own read(), if core knows what that is.
+  virtual bool maps(int peer) const = 0;
   virtual const std::byte* peerRegion(int peer, int region) const = 0;
   virtual size_t peerRegionBytes(int peer, int region) const = 0;
   // Copies `bytes` bytes at `offset` of a participant's region into dst. Core calls it from the calling thread

@@ -123,6 +123,12 @@ class Transport {
   // Returns promptly after `deliver`, and when busy() may have changed; spurious returns are allowed.
   virtual void poll(const Call* call, Clock::time_point until, const std::function<void(Event&&)>& deliver) = 0;
 
+  // Engine::maps(): whether map() can address `peer`'s regions when they fit (threads and shared memory: always).
+  virtual bool maps(int peer) const {
+    (void)peer;
+    return true;
+  }
+
   // Called on each arrived kOpen of the open call: fills event.mapped for the regions this rank can address in place.
   // Returns an error when the event's locators are unusable (they point outside the sender's memory).
   virtual Status map(const Call& call, Event& event) {
@@ -194,6 +200,7 @@ class ProtocolEngine final : public Engine {
               Clock::time_point deadline) override;
   std::span<const std::byte> peerHeader(int peer) const override;
   bool mapped() const override { return mapped_; }
+  bool maps(int peer) const override { return peer == rank() || transport_->maps(peer); }
   const std::byte* peerRegion(int peer, int region) const override;
   size_t peerRegionBytes(int peer, int region) const override;
   Status read(int peer, int region, size_t offset, void* dst, size_t bytes) override;

@@ -4,13 +4,16 @@
 //  1. validate; derive the topology and the routing plan (which slots of this rank's tokens expect a row);
 //  2. expert side: with TP, reduce the TP pair's partial rows (ReduceScatterV, a call on the TP pair); with
 //     commQuantMode 2, quantize the rows to int8; then index the rows by the source rank in their triples;
-//  3. open the EP call: regions are the rows, the per-source index and the int8 group scales;
+//  3. open the EP call: regions are the rows, the per-source index and the int8 group scales (and an inbox, when
+//     this rank cannot map every participant); an expert rank then pushes its index and rows to the sources that
+//     cannot map it (Inbox);
 //  4. source side: collect, from every participant, the rows of this rank's slots (each must arrive exactly
 //     once), then for each active token run the fused kernel straight on the peers' rows (one read per row).
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -29,7 +32,7 @@ namespace {
 
 using kernels::SlotKind;
 
-enum CombineRegion : int { kRegionRows, kRegionIndex, kRegionGroupScales, kNumCombineRegions };
+enum CombineRegion : int { kRegionRows, kRegionIndex, kRegionGroupScales, kRegionInbox, kNumCombineRegions };
 
 struct CombineBookings {
   Booking<std::byte> expandX, ids, assist, epSend, weights, residual, gamma, tpSend, mask, shared, elastic, oriX,
@@ -186,8 +189,57 @@ class CombineRun {
   std::span<const IndexEntry> index() const { return index_; }
   int64_t numOwn() const { return numOwn_; }
 
+  // Every participant's header: its index offsets by source id (W + 1 words), then its push section (Inbox).
+  std::span<const int32_t> peerWords(int peer) const {
+    const auto words = headerWords<int32_t>(ctx_.engine->peerHeader(peer));
+    MOEDIST_CHECK(words.size() > static_cast<size_t>(topo_.W + 1));
+    return words;
+  }
+  std::span<const int32_t> peerOffsets(int peer) const {
+    return peerWords(peer).first(static_cast<size_t>(topo_.W + 1));
+  }
+  size_t rowBytes() const { return static_cast<size_t>(geo_.H) * (a_.commQuantMode == 2 ? 1 : 2); }
+  size_t scaleBytes() const {
+    return a_.commQuantMode == 2 ? static_cast<size_t>(kernels::commQuantGroups(geo_.H)) * 2 : 0;
+  }
+  // An expert rank's part of a source's inbox: its index entries for the source, their rows in that order, and
+  // (commQuantMode 2) the rows' group scales.
+  size_t partBytes(int64_t owner, int64_t reader) const {
+    const auto offsets = peerOffsets(topo_.physical[static_cast<size_t>(owner)]);
+    const auto c = static_cast<size_t>(
+        std::max(offsets[static_cast<size_t>(reader + 1)] - offsets[static_cast<size_t>(reader)], 0));
+    return inboxAlign(c * sizeof(IndexEntry)) + inboxAlign(c * rowBytes()) + c * scaleBytes();
+  }
+  // The inbox this rank publishes when it does not map every participant: every slot of its tokens gets one row.
+  size_t inboxBytes(std::span<const int32_t> section) const {
+    size_t pushers = 0;
+    for (size_t id = 1; id < section.size(); ++id) pushers += section[id] == 0 ? 1 : 0;
+    const auto rows = static_cast<size_t>(geo_.Bs * slotsPerToken());
+    return pushers * 3 * Inbox::kAlign + rows * (sizeof(IndexEntry) + rowBytes() + scaleBytes());
+  }
+
+  // Expert side, step 5 (after the open): to each source that cannot map this rank, into its part of the source's
+  // inbox, the index entries for it and their rows (and group scales), neighbours in one piece; then every
+  // participant fences when anyone pushes, also after an error here, so that no peer waits for it.
+  Status push(const std::byte* rows, const uint16_t* groupScales) {
+    const Status status = pushParts(rows, reinterpret_cast<const std::byte*>(groupScales));
+    if (!routes_->used()) return status;
+    const Status fenced = ctx_.engine->fence(ctx_.deadline());
+    return status.ok() ? fenced : status;
+  }
+
+  // The push sections of the participants, read from their headers: after the open.
+  void route() {
+    routes_.emplace(
+        topo_,
+        [&](int64_t id) {
+          return peerWords(topo_.physical[static_cast<size_t>(id)]).subspan(static_cast<size_t>(topo_.W + 1));
+        },
+        [&](int64_t owner, int64_t reader) { return partBytes(owner, reader); });
+  }
+
   // Source side, step 1: which peer row serves each expected slot; every expected slot exactly once.
-  Status collect(comm::Engine& engine, const RoutingPlan& plan) {
+  Status collect(const RoutingPlan& plan, std::span<const std::byte> inbox) {
     const int64_t KS = slotsPerToken(), K = geo_.K;
     kinds_.assign(static_cast<size_t>(geo_.Bs * KS), SlotKind::kSkip);
     constIdx_.assign(static_cast<size_t>(geo_.Bs * KS), 0);
@@ -216,23 +268,32 @@ class CombineRun {
       for (int64_t j = 0; j < geo_.S; ++j) kinds_[static_cast<size_t>(t * KS + K + j)] = SlotKind::kShared;
       expected += geo_.S;
     }
-    // Every participant's index entries addressed to this rank.
+    // Every participant's index entries addressed to this rank: read, or pushed into the inbox with the rows.
     std::vector<PeerPiece> pieces;
-    for (int peer : topo_.participants) {
-      const auto offsets = headerWords<int32_t>(engine.peerHeader(peer));
-      MOEDIST_CHECK(offsets.size() == static_cast<size_t>(topo_.W + 1));
+    std::vector<size_t> counts;
+    for (int64_t id = 0; id < topo_.W; ++id) {  // participant `id` is physical rank topo_.physical[id]
+      const int peer = topo_.physical[static_cast<size_t>(id)];
+      const auto offsets = peerOffsets(peer);
       const int32_t begin = offsets[static_cast<size_t>(topo_.self)],
                     end = offsets[static_cast<size_t>(topo_.self + 1)];
+      counts.push_back(static_cast<size_t>(std::max(end - begin, 0)));
       pieces.push_back({peer, kRegionIndex, static_cast<size_t>(begin) * sizeof(IndexEntry),
-                        static_cast<size_t>(std::max(end - begin, 0)) * sizeof(IndexEntry)});
+                        routes_->pushes(id, topo_.self) ? 0 : counts.back() * sizeof(IndexEntry)});
     }
     PeerRows peers(ctx_);
     std::vector<const std::byte*> at(pieces.size());
     MOEDIST_RETURN_IF_ERROR(peers.resolve(pieces, at));
+    pushedRow_.assign(static_cast<size_t>(geo_.Bs * KS), nullptr);
+    pushedScales_.assign(pushedRow_.size(), nullptr);
     int64_t arrived = 0;
     for (size_t j = 0; j < pieces.size(); ++j) {
       const int peer = pieces[j].peer;
-      const size_t count = pieces[j].bytes / sizeof(IndexEntry);
+      const size_t count = counts[j];
+      const std::byte* part = nullptr;  // the peer's part of the inbox, when it pushed
+      if (routes_->pushes(static_cast<int64_t>(j), topo_.self)) {
+        part = inbox.data() + routes_->partOffset(static_cast<int64_t>(j), topo_.self);
+        at[j] = part;
+      }
       for (size_t i = 0; i < count; ++i) {
         IndexEntry entry;
         std::memcpy(&entry, at[j] + i * sizeof(IndexEntry), sizeof entry);
@@ -249,6 +310,11 @@ class CombineRun {
                               : "already received"));
         rowPeer_[static_cast<size_t>(entry.slot)] = peer;
         rowIdx_[static_cast<size_t>(entry.slot)] = entry.row;
+        if (part != nullptr) {
+          const std::byte* rows = part + inboxAlign(count * sizeof(IndexEntry));
+          pushedRow_[static_cast<size_t>(entry.slot)] = rows + i * rowBytes();
+          pushedScales_[static_cast<size_t>(entry.slot)] = rows + inboxAlign(count * rowBytes()) + i * scaleBytes();
+        }
         ++arrived;
       }
     }
@@ -271,7 +337,7 @@ class CombineRun {
     const size_t slots = rowPeer_.size();
     std::vector<PeerPiece> rowPieces(slots), scalePieces(quant ? slots : 0);
     for (size_t slot = 0; slot < slots; ++slot) {
-      if (rowPeer_[slot] < 0) continue;  // no row: an empty piece
+      if (rowPeer_[slot] < 0 || pushedRow_[slot] != nullptr) continue;  // no row, or in the inbox: an empty piece
       const auto row = static_cast<size_t>(rowIdx_[slot]);
       rowPieces[slot] = {rowPeer_[slot], kRegionRows, row * rowBytes, rowBytes};
       if (quant) scalePieces[slot] = {rowPeer_[slot], kRegionGroupScales, row * scaleBytes, scaleBytes};
@@ -280,6 +346,11 @@ class CombineRun {
     std::vector<const std::byte*> rowAt(slots), scaleAt(scalePieces.size());
     MOEDIST_RETURN_IF_ERROR(peerRows.resolve(rowPieces, rowAt));
     MOEDIST_RETURN_IF_ERROR(peerScales.resolve(scalePieces, scaleAt));
+    for (size_t slot = 0; slot < slots; ++slot) {
+      if (pushedRow_[slot] == nullptr) continue;
+      rowAt[slot] = pushedRow_[slot];
+      if (quant) scaleAt[slot] = pushedScales_[slot];
+    }
     // The slots' rows of token t as the kernel reads them (nullptr: no row): in place, or dequantized into `local`.
     auto rowsOf = [&](int64_t t, const uint16_t** rows, uint16_t* local) {
       for (int64_t k = 0; k < KS; ++k) {
@@ -361,6 +432,37 @@ class CombineRun {
   std::vector<int32_t> constIdx_;  // [Bs * (K + S)]
   std::vector<int32_t> rowPeer_;   // [Bs * (K + S)] physical rank holding the slot's row, or -1
   std::vector<int32_t> rowIdx_;    // [Bs * (K + S)] row in that rank's rows region
+  std::optional<Inbox> routes_;    // who pushes to whom in the open call
+  std::vector<const std::byte*> pushedRow_, pushedScales_;  // [Bs * (K + S)] a pushed slot's row in the inbox
+
+  Status pushParts(const std::byte* rows, const std::byte* groupScales) const {
+    if (!routes_->used()) return okStatus();
+    std::vector<comm::WritePiece> pieces;
+    auto add = [&](const std::byte* src, size_t at, size_t bytes) {
+      const comm::WritePiece& last = pieces.back();
+      if (static_cast<const std::byte*>(last.src) + last.bytes == src && last.offset + last.bytes == at)
+        pieces.back().bytes += bytes;
+      else
+        pieces.push_back({src, at, bytes});
+    };
+    for (int64_t s = 0; s < topo_.W; ++s) {
+      if (!routes_->pushes(topo_.self, s)) continue;
+      const auto b = static_cast<size_t>(sourceOffsets_[static_cast<size_t>(s)]);
+      const auto c = static_cast<size_t>(sourceOffsets_[static_cast<size_t>(s + 1)]) - b;
+      if (c == 0) continue;
+      const size_t part = routes_->partOffset(topo_.self, s);
+      const size_t rowsAt = part + inboxAlign(c * sizeof(IndexEntry));
+      const size_t scalesAt = rowsAt + inboxAlign(c * rowBytes());
+      pieces.assign(1, {index_.data() + b, part, c * sizeof(IndexEntry)});
+      for (size_t i = 0; i < c; ++i)
+        add(rows + static_cast<size_t>(index_[b + i].row) * rowBytes(), rowsAt + i * rowBytes(), rowBytes());
+      for (size_t i = 0; i < c && groupScales != nullptr; ++i)
+        add(groupScales + static_cast<size_t>(index_[b + i].row) * scaleBytes(), scalesAt + i * scaleBytes(),
+            scaleBytes());
+      MOEDIST_RETURN_IF_ERROR(ctx_.engine->write(topo_.physical[static_cast<size_t>(s)], kRegionInbox, pieces));
+    }
+    return okStatus();
+  }
 };
 
 template <class T>
@@ -444,7 +546,13 @@ Status combine(RankContext& ep, RankContext* tp, const CombineCall& call, std::s
   if (local.ok()) run.indexBySource();
 
   Header header(sig, local);
-  if (local.ok()) header.append(run.sourceOffsets());
+  const std::vector<int32_t> section = Inbox::pushSection(*ep.engine, topo);
+  std::span<std::byte> inbox;
+  if (local.ok()) {
+    header.append(run.sourceOffsets());
+    header.append(std::span<const int32_t>(section));
+    if (Inbox::needsInbox(section)) inbox = ep.inbox.reserve(run.inboxBytes(section));
+  }
   // Publish the Nown rows that peers read, not the tensors' whole capacity (an engine may stage what it publishes).
   const size_t numOwn = local.ok() ? static_cast<size_t>(run.numOwn()) : 0;
   const size_t groups = static_cast<size_t>(kernels::commQuantGroups(geo.H));
@@ -452,11 +560,16 @@ Status combine(RankContext& ep, RankContext* tp, const CombineCall& call, std::s
   const comm::Region regions[kNumCombineRegions] = {
       {rows, rowsBytes},
       {run.index().data(), run.index().size_bytes()},
-      {quantScales.data(), std::min(quantScales.size_bytes(), numOwn * groups * 2)}};
+      {quantScales.data(), std::min(quantScales.size_bytes(), numOwn * groups * 2)},
+      {inbox.data(), inbox.size(), /*writable=*/true}};
   OpenCall open(call.op, *ep.engine, ep.timeout);
   Status s = open.open(topo.participants, header.bytes(), regions);
   if (s.ok()) s = agree(call.op, *ep.engine, topo.participants, local);
-  if (s.ok()) s = run.collect(*ep.engine, plan);
+  if (s.ok()) {
+    run.route();
+    s = run.push(rows, quantScales.empty() ? nullptr : quantScales.data());
+  }
+  if (s.ok()) s = run.collect(plan, inbox);
   if (s.ok()) s = run.reduce(plan);
   return open.close(s);
 }

@@ -25,6 +25,7 @@ struct RankContext {
   util::ThreadPool pool;
   const kernels::KernelTable* kernels;
   Arena arena;  // backs the workspace of calls made through the C++ API
+  Arena inbox;  // what peers push to this rank in a call (Inbox, core/peer_rows.h)
 };
 
 }  // namespace moedist::core

@@ -7,6 +7,7 @@
 //     regions are x, the plan's entries and the smooth scales;
 //  3. agree on success, lay out the receive blocks from every source's offsets, and pull each row straight from
 //     the source's x (one copy; quantized on the way with quantMode 2), writing its (source, token, slot) triple;
+//     a source this rank cannot map (another host) pushes its rows instead, each token once (Inbox);
 //  4. with TP, a second call on the TP pair appends the peer's rows (AllGatherV).
 #include <fmt/format.h>
 
@@ -27,7 +28,7 @@ namespace moedist::core {
 
 namespace {
 
-enum DispatchRegion : int { kRegionX, kRegionEntries, kRegionScales, kNumDispatchRegions };
+enum DispatchRegion : int { kRegionX, kRegionEntries, kRegionScales, kRegionInbox, kNumDispatchRegions };
 
 struct DispatchBookings {
   Booking<std::byte> x, ids, mask, scales, elastic;
@@ -57,20 +58,39 @@ class DispatchRun {
       : ctx_(ctx), engine_(*ctx.engine), a_(*call.args), op_(call.op), geo_(geo), topo_(topo) {}
 
   // Every participant's header (headerWords below): its send-block offsets (W*L + 1 words), then its output
-  // capacity in rows, then the most rows it sends to one MoE rank and to one shared-expert rank.
+  // capacity in rows, then the most rows it sends to one MoE rank and to one shared-expert rank, then its push
+  // section (Inbox).
   static constexpr size_t kCapacityWord = 0, kMaxToMoeWord = 1, kMaxToSharedWord = 2, kTailWords = 3;
   std::span<const int32_t> peerWords(int peer) const {
     auto words = headerWords<int32_t>(engine_.peerHeader(peer));
-    MOEDIST_CHECK(words.size() == static_cast<size_t>(topo_.W * topo_.L + 1) + kTailWords);
+    MOEDIST_CHECK(words.size() > numOffsets() + kTailWords);
     return words;
   }
-  std::span<const int32_t> peerOffsets(int peer) const {
-    auto words = peerWords(peer);
-    return words.first(words.size() - kTailWords);
+  size_t numOffsets() const { return static_cast<size_t>(topo_.W * topo_.L + 1); }
+  std::span<const int32_t> peerOffsets(int peer) const { return peerWords(peer).first(numOffsets()); }
+  int32_t peerTail(int peer, size_t word) const { return peerWords(peer)[numOffsets() + word]; }
+  std::span<const int32_t> peerSection(int peer) const { return peerWords(peer).subspan(numOffsets() + kTailWords); }
+
+  // The inbox this rank publishes when it does not map every participant: room for the entries and rows of every
+  // source it cannot map, each source's part as large as its entries would make it without repeated tokens. What
+  // arrives is bounded by the capacity (checked before anything moves) and by each source's tokens times slots.
+  size_t inboxBytes(std::span<const int32_t> section, int64_t capacity) const {
+    int64_t pushers = 0;
+    for (size_t id = 1; id < section.size(); ++id) pushers += section[id] == 0 ? 1 : 0;
+    const int64_t rows = std::min(capacity, pushers * geo_.maxBs * (geo_.K + geo_.S));
+    return static_cast<size_t>(pushers) * 2 * Inbox::kAlign +
+           static_cast<size_t>(rows) * (sizeof(SlotRef) + xRowBytes());
   }
-  int32_t peerTail(int peer, size_t word) const {
-    auto words = peerWords(peer);
-    return words[words.size() - kTailWords + word];
+  size_t xRowBytes() const { return static_cast<size_t>(geo_.H * dtypeBytes(a_.x.dtype())); }
+  // A source's part of a reader's inbox: its entries for the reader, then room for as many rows (its distinct
+  // tokens come first).
+  int64_t entriesFor(int64_t owner, int64_t reader) const {
+    auto offsets = peerOffsets(topo_.physical[static_cast<size_t>(owner)]);
+    return offsets[static_cast<size_t>((reader + 1) * topo_.L)] - offsets[static_cast<size_t>(reader * topo_.L)];
+  }
+  size_t partBytes(int64_t owner, int64_t reader) const {
+    const auto c = static_cast<size_t>(entriesFor(owner, reader));
+    return inboxAlign(c * sizeof(SlotRef)) + c * xRowBytes();
   }
 
   // Every rank checks every receiver's capacity from the headers, so all reach the same verdict before any row
@@ -135,41 +155,79 @@ class DispatchRun {
     }
   }
 
-  // Pulls every row from its source and writes expandX, dynamicScales and the triples.
-  Status pullRows() {
+  // Moves every row from its source into expandX (quantized on the way with quantMode 2) and writes dynamicScales
+  // and the triples: pulled from the sources this rank maps, pushed by the others into `inbox` (Inbox), while this
+  // rank pushes its own rows to the readers that cannot map it.
+  Status moveRows(const RoutingPlan& plan, std::span<const std::byte> x, std::span<std::byte> inbox) {
     const int64_t H = geo_.H, K = geo_.K, S = geo_.S;
-    const size_t xRowBytes = static_cast<size_t>(H * dtypeBytes(a_.x.dtype()));
+    const size_t rowBytes = xRowBytes();
     const auto kind = a_.x.dtype() == DType::kFloat16 ? kernels::Float16Kind::kFp16 : kernels::Float16Kind::kBf16;
     const bool quant = a_.quantMode == 2;
-    const size_t outRowBytes = quant ? static_cast<size_t>(H) : xRowBytes;
+    const size_t outRowBytes = quant ? static_cast<size_t>(H) : rowBytes;
     auto* out = static_cast<std::byte*>(a_.expandX.data());
     auto* triples = a_.assistInfoForCombine.ptr<int32_t>();
     const int64_t moeBase = S + (topo_.self - topo_.Srank) * topo_.L;  // smooth-scale row of local expert 0
     const size_t n = rows_.size();
+    const Inbox routes(
+        topo_, [&](int64_t id) { return peerSection(topo_.physical[static_cast<size_t>(id)]); },
+        [&](int64_t owner, int64_t reader) { return partBytes(owner, reader); });
+    std::vector<uint8_t> pushed(n, 0);
+    if (routes.used())
+      for (size_t row = 0; row < n; ++row) pushed[row] = routes.pushes(rows_[row].sourceId, topo_.self) ? 1 : 0;
 
-    // Each row's slot (t, k) at its source, from the source's plan entries.
+    // Before the fence: this rank's pushes, then each pulled row's slot (t, k) at its source, from the source's plan
+    // entries, and (unquantized) the row itself: x[t] of the source, copied once (streamed around the caches when
+    // the output is large).
+    Status status = routes.used() ? pushRows(routes, plan, x) : okStatus();
     PeerRows peers(ctx_);
     std::vector<PeerPiece> pieces(n);
     std::vector<const std::byte*> at(n);
-    for (size_t row = 0; row < n; ++row)
-      pieces[row] = {rows_[row].peer, kRegionEntries, static_cast<size_t>(rows_[row].entry) * sizeof(SlotRef),
-                     sizeof(SlotRef)};
-    MOEDIST_RETURN_IF_ERROR(peers.resolve(pieces, at));
     std::vector<SlotRef> refs(n);
+    for (size_t row = 0; row < n; ++row)
+      if (!pushed[row])
+        pieces[row] = {rows_[row].peer, kRegionEntries, static_cast<size_t>(rows_[row].entry) * sizeof(SlotRef),
+                       sizeof(SlotRef)};
+    if (status.ok()) status = peers.resolve(pieces, at);
+    if (status.ok()) {
+      for (size_t row = 0; row < n; ++row)
+        if (!pushed[row]) std::memcpy(&refs[row], at[row], sizeof(SlotRef));
+      for (size_t row = 0; row < n; ++row)
+        pieces[row] = pushed[row]
+                          ? PeerPiece{}
+                          : PeerPiece{rows_[row].peer, kRegionX, static_cast<size_t>(refs[row].t) * rowBytes, rowBytes};
+      if (!quant) status = peers.gather(pieces, out, outRowBytes, streamOutput(n * outRowBytes));
+    }
+    // Every participant fences when anyone pushes, also after an error here, so that no peer waits for it.
+    if (routes.used()) {
+      const Status fenced = engine_.fence(ctx_.deadline());
+      if (status.ok()) status = fenced;
+    }
+    if (!status.ok()) return status;
+
+    // After it: the pushed rows' slots and rows, from the inbox.
+    std::vector<const std::byte*> pushedRow(n, nullptr);
+    if (routes.used()) takePushed(routes, inbox, pushed, refs, pushedRow);
     for (size_t row = 0; row < n; ++row) {
-      std::memcpy(&refs[row], at[row], sizeof(SlotRef));
       triples[3 * row] = rows_[row].sourceId;
       triples[3 * row + 1] = refs[row].t;
       triples[3 * row + 2] = refs[row].k;
     }
+    if (!quant) {
+      if (routes.used()) {
+        const bool stream = streamOutput(n * outRowBytes);
+        ctx_.pool.parallelFor(static_cast<int64_t>(n), 16, [&](int64_t begin, int64_t end) {
+          for (auto row = static_cast<size_t>(begin); row < static_cast<size_t>(end); ++row)
+            if (pushed[row]) copyRows(*ctx_.kernels, stream, out + row * outRowBytes, pushedRow[row], rowBytes);
+        });
+      }
+      return okStatus();
+    }
 
-    // The rows themselves: x[t] of the source, copied once (streamed around the caches when the output is large).
-    for (size_t row = 0; row < n; ++row)
-      pieces[row] = {rows_[row].peer, kRegionX, static_cast<size_t>(refs[row].t) * xRowBytes, xRowBytes};
-    if (!quant) return peers.gather(pieces, out, outRowBytes, streamOutput(n * outRowBytes));
-
-    // quantMode 2: quantized on the way, with the smooth-scale row of the row's expert when the source gave scales.
+    // quantMode 2: quantized on the way, with the smooth-scale row of the row's expert when the source gave scales
+    // (read from the source, pushed or not: a few rows per source).
     MOEDIST_RETURN_IF_ERROR(peers.resolve(pieces, at));
+    for (size_t row = 0; row < n; ++row)
+      if (pushed[row]) at[row] = pushedRow[row];
     PeerRows scalePeers(ctx_);
     std::vector<PeerPiece> scalePieces(n);
     std::vector<const std::byte*> smooth(n);
@@ -189,6 +247,72 @@ class DispatchRun {
                                   reinterpret_cast<int8_t*>(out + row * outRowBytes), &dynScales[row]);
     });
     return okStatus();
+  }
+
+  // To each reader that cannot map this rank, into its part of the reader's inbox: this rank's plan entries for the
+  // reader (its blocks, in order), then each token they name once, in ascending order, neighbours in one piece.
+  Status pushRows(const Inbox& routes, const RoutingPlan& plan, std::span<const std::byte> x) const {
+    const size_t rowBytes = xRowBytes();
+    std::vector<int32_t> tokens;
+    std::vector<comm::WritePiece> pieces;
+    for (int64_t d = 0; d < topo_.W; ++d) {
+      if (!routes.pushes(topo_.self, d)) continue;
+      const auto b = static_cast<size_t>(plan.blockOffsets[static_cast<size_t>(d * topo_.L)]);
+      const auto e = static_cast<size_t>(plan.blockOffsets[static_cast<size_t>((d + 1) * topo_.L)]);
+      if (b == e) continue;
+      const size_t part = routes.partOffset(topo_.self, d);
+      pieces.assign(1, {plan.entries.data() + b, part, (e - b) * sizeof(SlotRef)});
+      tokens.clear();
+      for (size_t i = b; i < e; ++i) tokens.push_back(plan.entries[i].t);
+      std::sort(tokens.begin(), tokens.end());
+      tokens.erase(std::unique(tokens.begin(), tokens.end()), tokens.end());
+      size_t at = part + inboxAlign((e - b) * sizeof(SlotRef));
+      for (size_t i = 0; i < tokens.size(); ++i) {
+        const size_t src = static_cast<size_t>(tokens[i]) * rowBytes;
+        if (i > 0 && tokens[i] == tokens[i - 1] + 1)
+          pieces.back().bytes += rowBytes;
+        else
+          pieces.push_back({x.data() + src, at, rowBytes});
+        at += rowBytes;
+      }
+      MOEDIST_RETURN_IF_ERROR(engine_.write(topo_.physical[static_cast<size_t>(d)], kRegionInbox, pieces));
+    }
+    return okStatus();
+  }
+
+  // The slots and row addresses of the rows that were pushed to this rank, from its inbox (see pushRows).
+  void takePushed(const Inbox& routes, std::span<const std::byte> inbox, const std::vector<uint8_t>& pushed,
+                  std::vector<SlotRef>& refs, std::vector<const std::byte*>& rowAt) const {
+    struct Part {
+      const std::byte* entries = nullptr;
+      int32_t first = 0;            // the source's entry index of its first entry for this rank
+      std::vector<int32_t> tokens;  // its distinct tokens, ascending: the order of its rows
+      const std::byte* rows = nullptr;
+    };
+    std::vector<Part> parts(static_cast<size_t>(topo_.W));
+    for (int64_t s = 0; s < topo_.W; ++s) {
+      if (!routes.pushes(s, topo_.self)) continue;
+      Part& p = parts[static_cast<size_t>(s)];
+      const int64_t c = entriesFor(s, topo_.self);
+      p.first = peerOffsets(topo_.physical[static_cast<size_t>(s)])[static_cast<size_t>(topo_.self * topo_.L)];
+      p.entries = inbox.data() + routes.partOffset(s, topo_.self);
+      p.rows = p.entries + inboxAlign(static_cast<size_t>(c) * sizeof(SlotRef));
+      for (int64_t i = 0; i < c; ++i) {
+        SlotRef ref;
+        std::memcpy(&ref, p.entries + i * static_cast<int64_t>(sizeof(SlotRef)), sizeof ref);
+        p.tokens.push_back(ref.t);
+      }
+      std::sort(p.tokens.begin(), p.tokens.end());
+      p.tokens.erase(std::unique(p.tokens.begin(), p.tokens.end()), p.tokens.end());
+    }
+    for (size_t row = 0; row < rows_.size(); ++row) {
+      if (!pushed[row]) continue;
+      const Part& p = parts[static_cast<size_t>(rows_[row].sourceId)];
+      std::memcpy(&refs[row], p.entries + (rows_[row].entry - p.first) * static_cast<int64_t>(sizeof(SlotRef)),
+                  sizeof(SlotRef));
+      const auto i = std::lower_bound(p.tokens.begin(), p.tokens.end(), refs[row].t) - p.tokens.begin();
+      rowAt[row] = p.rows + static_cast<size_t>(i) * xRowBytes();
+    }
   }
 
   // epRecvCounts and expertTokenNums (SPEC 2.4).
@@ -311,6 +435,9 @@ Status dispatch(RankContext& ep, RankContext* tp, const DispatchCall& call, std:
   sig[SigField::kQuantMode] = a.quantMode;
   sig[SigField::kMaskDims] = a.xActiveMask.defined() ? a.xActiveMask.ndim() : 0;
   Header header(sig, local);
+  const std::vector<int32_t> section = Inbox::pushSection(*ep.engine, topo);
+  DispatchRun run(ep, call, geo, topo);
+  std::span<std::byte> inbox;
   if (local.ok()) {
     // The rows this rank can receive: what expandX, dynamicScales and assistInfoForCombine hold.
     int64_t capacity = std::min(a.expandX.dim(0), a.assistInfoForCombine.numel() / 3);
@@ -326,18 +453,20 @@ Status dispatch(RankContext& ep, RankContext* tp, const DispatchCall& call, std:
     const int32_t words[3] = {static_cast<int32_t>(std::min<int64_t>(capacity, INT32_MAX)), toMoe, toShared};
     header.append(std::span<const int32_t>(plan.blockOffsets));
     header.append(std::span<const int32_t>(words));
+    header.append(std::span<const int32_t>(section));
+    if (Inbox::needsInbox(section)) inbox = ep.inbox.reserve(run.inboxBytes(section, capacity));
   }
   const comm::Region regions[kNumDispatchRegions] = {{x.data(), x.size()},
                                                      {plan.entries.data(), plan.entries.size() * sizeof(SlotRef)},
-                                                     {scales.data(), scales.size()}};
+                                                     {scales.data(), scales.size()},
+                                                     {inbox.data(), inbox.size(), /*writable=*/true}};
 
   OpenCall open(call.op, *ep.engine, ep.timeout);
-  DispatchRun run(ep, call, geo, topo);
   Status s = open.open(topo.participants, header.bytes(), regions);
   if (s.ok()) s = agree(call.op, *ep.engine, topo.participants, local);
   if (s.ok()) s = run.checkCapacities();
   if (s.ok()) run.layout();
-  if (s.ok()) s = run.pullRows();
+  if (s.ok()) s = run.moveRows(plan, x, inbox);
   if (s.ok()) run.writeCounts();
   s = open.close(s);
   if (geo.tp != 2) return s;

@@ -7,6 +7,7 @@
 
 #include "core/call_common.h"
 #include "util/check.h"
+#include "util/env.h"
 
 namespace moedist::core {
 
@@ -25,7 +26,7 @@ Status PeerRows::checkBounds(std::span<const PeerPiece> pieces) const {
 void PeerRows::planRuns(std::span<const PeerPiece> pieces) {
   order_.clear();
   for (size_t i = 0; i < pieces.size(); ++i)
-    if (pieces[i].bytes > 0) order_.push_back(i);
+    if (pieces[i].bytes > 0 && inPlace(pieces[i]) == nullptr) order_.push_back(i);
   std::sort(order_.begin(), order_.end(), [&](size_t a, size_t b) {
     const PeerPiece &x = pieces[a], &y = pieces[b];
     return std::tie(x.peer, x.region, x.offset) < std::tie(y.peer, y.region, y.offset);
@@ -55,13 +56,8 @@ Status PeerRows::readRun(const PeerPiece& first, const Run& run, std::byte* dst)
 Status PeerRows::resolve(std::span<const PeerPiece> pieces, std::span<const std::byte*> out) {
   MOEDIST_CHECK(out.size() == pieces.size());
   MOEDIST_RETURN_IF_ERROR(checkBounds(pieces));
-  if (engine().mapped()) {
-    for (size_t i = 0; i < pieces.size(); ++i)
-      out[i] =
-          pieces[i].bytes == 0 ? nullptr : engine().peerRegion(pieces[i].peer, pieces[i].region) + pieces[i].offset;
-    return okStatus();
-  }
-  std::fill(out.begin(), out.end(), nullptr);
+  for (size_t i = 0; i < pieces.size(); ++i) out[i] = pieces[i].bytes == 0 ? nullptr : inPlace(pieces[i]);
+  if (engine().mapped()) return okStatus();
   planRuns(pieces);
   size_t total = 0;
   for (const Run& run : runs_) total += run.bytes;
@@ -80,16 +76,15 @@ Status PeerRows::gather(std::span<const PeerPiece> pieces, std::byte* dst, size_
   MOEDIST_RETURN_IF_ERROR(checkBounds(pieces));
   const kernels::KernelTable& k = *ctx_.kernels;
   const auto n = static_cast<int64_t>(pieces.size());
-  if (engine().mapped()) {
-    ctx_.pool.parallelFor(n, 16, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        const PeerPiece& p = pieces[static_cast<size_t>(i)];
-        if (p.bytes == 0) continue;
-        copyRows(k, stream, dst + i * stride, engine().peerRegion(p.peer, p.region) + p.offset, p.bytes);
-      }
-    });
-    return okStatus();
-  }
+  // The pieces this rank maps, copied by the kernel threads; with every peer mapped, that is all of them.
+  ctx_.pool.parallelFor(n, 16, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const PeerPiece& p = pieces[static_cast<size_t>(i)];
+      if (p.bytes == 0) continue;
+      if (const std::byte* src = inPlace(p)) copyRows(k, stream, dst + i * stride, src, p.bytes);
+    }
+  });
+  if (engine().mapped()) return okStatus();
   planRuns(pieces);
   for (const Run& run : runs_) {
     const PeerPiece& head = pieces[order_[run.first]];
@@ -115,6 +110,39 @@ Status PeerRows::gather(std::span<const PeerPiece> pieces, std::byte* dst, size_
     });
   }
   return okStatus();
+}
+
+std::vector<int32_t> Inbox::pushSection(const comm::Engine& engine, const Topology& topo) {
+  if (!util::envPush()) return {1};  // as if it mapped everyone: it reads what it cannot map
+  std::vector<int32_t> flags(static_cast<size_t>(topo.W) + 1);
+  bool all = true;
+  for (int64_t id = 0; id < topo.W; ++id) {
+    const bool maps = engine.maps(topo.physical[static_cast<size_t>(id)]);
+    flags[static_cast<size_t>(id) + 1] = maps ? 1 : 0;
+    all = all && maps;
+  }
+  if (all) return {1};
+  flags[0] = 0;
+  return flags;
+}
+
+Inbox::Inbox(const Topology& topo, SectionOf section, PartBytes partBytes)
+    : topo_(topo), section_(std::move(section)), partBytes_(std::move(partBytes)) {
+  for (int64_t id = 0; id < topo_.W && !used_; ++id) used_ = section_(id)[0] == 0;
+}
+
+bool Inbox::pushes(int64_t owner, int64_t reader) const {
+  if (owner == reader) return false;
+  const auto s = section_(reader);
+  MOEDIST_CHECK(s[0] != 0 || s.size() == static_cast<size_t>(topo_.W) + 1);
+  return s[0] == 0 && s[static_cast<size_t>(owner) + 1] == 0;
+}
+
+size_t Inbox::partOffset(int64_t owner, int64_t reader) const {
+  size_t at = 0;
+  for (int64_t o = 0; o < owner; ++o)
+    if (pushes(o, reader)) at += inboxAlign(partBytes_(o, reader));
+  return at;
 }
 
 }  // namespace moedist::core

@@ -5,18 +5,22 @@
 // A caller names the pieces it needs, each a byte range of one participant's region, and either
 //   resolve()  gets a pointer to each piece, for kernels to read in place; or
 //   gather()   has each piece copied to its place in a local output.
-// When the engine maps peer memory (mapped()), a pointer is the peer's memory itself and gather() copies from the
-// kernel threads: one copy per row, as threads do. Otherwise the pieces are read on the calling thread (engines need
-// no thread safety in read()) in as few reads as possible, since each may be a message (MPI across hosts): the
+// Where the engine maps a peer's region (peerRegion()), a pointer is the peer's memory itself and gather() copies
+// from the kernel threads: one copy per row, as threads do. The other pieces are read on the calling thread (engines
+// need no thread safety in read()) in as few reads as possible, since each may be a message (MPI across hosts): the
 // pieces are sorted by place and neighbours are read together, also across small gaps (at most as many bytes skipped
-// as kept); then the kernel threads work on the copies as if mapped.
+// as kept); then the kernel threads work on the copies as if mapped. Rows of owners that push them (Inbox, below)
+// are not asked for here.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
 #include "core/context.h"
+#include "core/topology.h"
 #include "moedist/status.h"
 
 namespace moedist::core {
@@ -50,6 +54,11 @@ class PeerRows {
     size_t offset = 0, bytes = 0;
   };
   Status checkBounds(std::span<const PeerPiece> pieces) const;
+  // The piece in place when the engine maps its peer's region, else nullptr.
+  const std::byte* inPlace(const PeerPiece& p) const {
+    const std::byte* base = engine().peerRegion(p.peer, p.region);
+    return base == nullptr ? nullptr : base + p.offset;
+  }
   // Fills order_ (the pieces by peer, region and offset) and runs_.
   void planRuns(std::span<const PeerPiece> pieces);
   Status readRun(const PeerPiece& first, const Run& run, std::byte* dst);
@@ -61,5 +70,47 @@ class PeerRows {
   std::vector<Run> runs_;
   std::vector<std::byte> buffer_;  // resolve()'s copies; gather()'s one run at a time
 };
+
+// The push half of the seam. A reader that cannot map an owner (Engine::maps() false: MPI across hosts) would pay a
+// request and an answer for every run of rows it reads there; but after the agreement each owner knows what each
+// reader needs of it, so it writes that into the reader's inbox instead (one message per run of rows, sent while
+// the readers copy what they map), and fence() makes it visible.
+//
+// Every participant publishes, at the end of its header, a push section (pushSection(): 1 when it maps every
+// participant; else 0 and a flag per participant id, 1 for those it maps) and, when it does not map every
+// participant, an inbox: a writable region large enough for what it can be pushed. In a reader's inbox each owner
+// that pushes to it has a part, in the order of participant ids, 64-byte aligned, of partBytes(owner, reader), a size
+// both compute from the headers. The owner writes its part; the reader takes its rows from there after the fence.
+class Inbox {
+ public:
+  // The words of a participant's push section, after its other header words.
+  using SectionOf = std::function<std::span<const int32_t>(int64_t id)>;
+  using PartBytes = std::function<size_t(int64_t owner, int64_t reader)>;
+  static constexpr size_t kAlign = 64;
+
+  // This rank's push section, and whether it needs an inbox (it does not map every participant).
+  static std::vector<int32_t> pushSection(const comm::Engine& engine, const Topology& topo);
+  static bool needsInbox(std::span<const int32_t> section) { return section[0] == 0; }
+
+  // After the open: `section` gives each participant's push section, `partBytes` the size of a part.
+  Inbox(const Topology& topo, SectionOf section, PartBytes partBytes);
+  // Whether some participant is pushed to: then every participant fences before it reads its inbox.
+  bool used() const { return used_; }
+  // Whether `owner` writes to `reader` (ids), rather than `reader` reading `owner`.
+  bool pushes(int64_t owner, int64_t reader) const;
+  // Where owner's part lies in reader's inbox.
+  size_t partOffset(int64_t owner, int64_t reader) const;
+
+ private:
+  const Topology& topo_;
+  SectionOf section_;
+  PartBytes partBytes_;
+  bool used_ = false;
+};
+
+// Up to `bytes`, 64-byte aligned (Inbox::kAlign).
+inline size_t inboxAlign(size_t bytes) {
+  return (bytes + Inbox::kAlign - 1) / Inbox::kAlign * Inbox::kAlign;
+}
 
 }  // namespace moedist::core

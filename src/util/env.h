@@ -22,5 +22,8 @@ std::string envKernelTable();
 bool envInprocCopy();
 // MOEDIST_MPI_SHM=0: MPI engines use no shared-memory window; every peer is read through messages, as across hosts.
 bool envMpiSharedMemory();
+// MOEDIST_PUSH=0: no rank has its rows pushed to it; a rank that cannot map a peer reads through read() (A/B runs,
+// and the tests of that path).
+bool envPush();
 
 }  // namespace moedist::util

@@ -116,6 +116,10 @@ bool envMpiSharedMemory() {
   return envLong("MOEDIST_MPI_SHM").value_or(1) != 0;
 }
 
+bool envPush() {
+  return envLong("MOEDIST_PUSH").value_or(1) != 0;
+}
+
 std::string envKernelTable() {
   const char* v = std::getenv("MOEDIST_KERNELS");
   return v == nullptr ? std::string() : std::string(v);

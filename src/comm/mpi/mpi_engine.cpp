@@ -166,6 +166,7 @@ class MpiTransport final : public Transport {
 
   Status post(Call& call, Event& event, Clock::time_point deadline) override;
   void poll(const Call* call, Clock::time_point until, const std::function<void(Event&&)>& deliver) override;
+  bool maps(int peer) const override { return peer >= 0 && peer < size_ && windowOf(peer) != nullptr; }
   Status map(const Call& call, Event& event) override;
   Status read(const Call& call, const Event& peer, int region, size_t offset, void* dst, size_t bytes) override;
   Status write(const Call& call, const Event& peer, int region, std::span<const WritePiece> pieces) override;
