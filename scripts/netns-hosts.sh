@@ -14,6 +14,7 @@
 #       then removes every namespace and process of the set, also when COMMAND fails or the script is interrupted.
 #       Exits with COMMAND's status, or 77 (ctest's skip code) when hosts cannot be made here, saying why.
 #   netns-hosts.sh link down|up HOST   cuts or restores host HOST's link (HOST: 1..N), from COMMAND.
+#   netns-hosts.sh kill HOST           kill -9 every process of host HOST, from COMMAND.
 #   netns-hosts.sh agent ADDRESS COMMAND...   the rsh agent (what mpirun calls instead of ssh).
 #   netns-hosts.sh clean   removes the sets whose script is gone (run also does this first).
 #
@@ -149,8 +150,15 @@ cmd_link() {
   ip -n "${prefix}-${MOEDIST_NETNS_ID}-br" link set "h$2" "$1"
 }
 
+cmd_kill() {
+  [ $# -eq 1 ] || usage
+  [ -n "${MOEDIST_NETNS_ID:-}" ] || die "kill: MOEDIST_NETNS_ID is not set (run it from 'netns-hosts.sh run')"
+  ip netns pids "$(ns_of_host "$MOEDIST_NETNS_ID" "$1")" | xargs -r kill -9
+}
+
 case ${1:-} in
   run) shift; cmd_run "$@" ;;
+  kill) shift; cmd_kill "$@" ;;
   agent) shift; cmd_agent "$@" ;;
   link) shift; cmd_link "$@" ;;
   clean) clean_stale ;;
