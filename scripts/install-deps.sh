@@ -12,6 +12,7 @@ packages=(
   python3-dev pybind11-dev python3-numpy python3-pytest python3-torch python3-mpi4py
   python3-pip python3-setuptools python3-wheel
   python3-matplotlib  # bench/plot.py
+  iproute2            # scripts/netns-hosts.sh: test hosts as network namespaces
 )
 
 missing=()

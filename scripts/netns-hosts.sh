@@ -18,7 +18,9 @@
 #   netns-hosts.sh agent ADDRESS COMMAND...   the rsh agent (what mpirun calls instead of ssh).
 #   netns-hosts.sh clean   removes the sets whose script is gone (run also does this first).
 #
-# Addresses are 198.18.0.H/24 (the benchmarking range 198.18.0.0/15, RFC 2544); host H is named moedist-hH.
+# Addresses are 198.18.0.H/24 (the benchmarking range 198.18.0.0/15, RFC 2544); host H of set ID (the process id of
+# its `run`) is named moedist-ID-hH, so that what Open MPI names after a host (/dev/shm/vader_segment.*, the session
+# folder /tmp/ompi.*) belongs to one set, and is removed with it.
 set -euo pipefail
 
 readonly self=$(readlink -f "$0")
@@ -46,6 +48,9 @@ remove_set() {
   done
   for ns in $(namespaces_of_set "$id"); do ip netns del "$ns" 2>/dev/null || true; done
   rm -rf "/tmp/${prefix}-netns-$id"
+  # What processes killed on the hosts left behind: Open MPI's shared-memory segments and session folders, named
+  # after the hosts.
+  rm -rf /dev/shm/*".${prefix}-$id-h"[0-9]* "/tmp/ompi.${prefix}-$id-h"[0-9]*
 }
 
 # Removes sets whose `run` (the id is its process id) has ended without cleaning up (it was killed). A zombie has no
@@ -89,7 +94,7 @@ on_host() {
   local id=$1 h=$2
   shift 2
   exec ip netns exec "$(ns_of_host "$id" "$h")" unshare --uts \
-    sh -c 'hostname "$0" && exec "$@"' "${prefix}-h$h" "$@"
+    sh -c 'hostname "$0" && exec "$@"' "${prefix}-$id-h$h" "$@"
 }
 
 cmd_run() {

@@ -98,7 +98,7 @@ int runOnEveryProcess(const RunFlags& f, int threadLevel) {
     return 2;
   }
   RunOptions o = runOptionsFrom(f, sc);
-  o.rankBarrier = [] { MPI_Barrier(MPI_COMM_WORLD); };  // the processes meet before each operator
+  o.rankBarrier = [timeout = o.timeout] { meetingBarrier(timeout); };  // the processes meet before each operator
   const int hosts = hostCount();
   if (root) {
     fmt::print("moedist run\n  {}\n", sc.describe());
@@ -154,6 +154,24 @@ void sleepingBarrier() {
     MPI_Test(&request, &done, MPI_STATUS_IGNORE);
     if (done) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+void meetingBarrier(std::chrono::milliseconds timeout) {
+  const auto start = std::chrono::steady_clock::now();
+  MPI_Request request = MPI_REQUEST_NULL;
+  MPI_Ibarrier(MPI_COMM_WORLD, &request);
+  for (int done = 0, polls = 0;; ++polls) {
+    MPI_Test(&request, &done, MPI_STATUS_IGNORE);
+    if (done) return;
+    if (polls % 1024 == 0 && std::chrono::steady_clock::now() - start > timeout) {
+      fmt::print(stderr,
+                 "moedist run: process {}: not every process came to the meeting before an operator within {} ms "
+                 "(the operators' deadline): a process or its host is gone, or stopped; ending the job\n",
+                 processId(), timeout.count());
+      std::fflush(stderr);
+      MPI_Abort(MPI_COMM_WORLD, 3);
+    }
   }
 }
 

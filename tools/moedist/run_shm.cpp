@@ -105,7 +105,7 @@ int runUnderMpirun(const RunFlags& f) {
     printHeader(f, sc,
                 fmt::format("and with: the MPI engine, {} ranks as the MPI processes of this job (run first)", ranks));
   RunOptions o = runOptionsFrom(f, sc);
-  o.rankBarrier = [] { MPI_Barrier(MPI_COMM_WORLD); };
+  o.rankBarrier = [timeout = o.timeout] { meetingBarrier(timeout); };
   EngineRuns mpi{"mpi", {}, {}};
   const auto onMpi = [&sc](const RunOptions& ro) { return runJob(sc, ro); };
   rc = runEngine(f, sc, o, "MPI engine", onMpi, root, /*printRows=*/false, &mpi);
