@@ -1,6 +1,6 @@
-// CopyingEngine: wraps an engine and hides its peer mappings (peerRegion() returns nullptr), so that every access
-// to peer memory goes through read() or write(), as it must on an engine that cannot map peer memory (MPI across
-// hosts).
+// CopyingEngine: wraps an engine and hides its peer mappings (peerRegion() of a peer returns nullptr), so that every
+// access to peer memory goes through read() or write(), as it must on an engine that cannot map peer memory (MPI
+// across hosts).
 // Selected for in-process communicators with MOEDIST_INPROC_COPY=1, to test core's copy path with the whole suite.
 // Tests derive from it to watch the reads (core's PeerRows test counts them).
 #pragma once
@@ -26,7 +26,10 @@ class CopyingEngine : public Engine {
   std::span<const std::byte> peerHeader(int peer) const override { return inner_->peerHeader(peer); }
   bool mapped() const override { return false; }
   bool maps(int peer) const override { return peer == rank(); }
-  const std::byte* peerRegion(int, int) const override { return nullptr; }
+  // A rank's own regions stay addressable (its inbox is read there after a fence); its peers' are hidden.
+  const std::byte* peerRegion(int peer, int region) const override {
+    return peer == rank() ? inner_->peerRegion(peer, region) : nullptr;
+  }
   size_t peerRegionBytes(int peer, int region) const override { return inner_->peerRegionBytes(peer, region); }
   Status read(int peer, int region, size_t offset, void* dst, size_t bytes) override {
     return inner_->read(peer, region, offset, dst, bytes);

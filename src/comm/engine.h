@@ -32,8 +32,10 @@ namespace moedist::comm {
 using Clock = std::chrono::steady_clock;
 
 // Memory a rank lets its peers read during one call, and, when `writable`, write into: `data` then points to memory
-// the caller may change (the engine casts the const away), and peers' writes land there, at the latest when this
-// rank's fence() or close() returns. Bytes no peer writes keep their value.
+// the caller may change (the engine casts the const away). Peers' writes are visible after this rank's next fence()
+// where peerRegion(rank(), i) addresses the region (the caller's memory itself, or the copy an engine staged it
+// into: the shared-memory engine's), and in the caller's memory once close() returns. Bytes no peer writes keep
+// their value.
 struct Region {
   const void* data = nullptr;
   size_t bytes = 0;
@@ -82,7 +84,7 @@ class Engine {
 
   // Sends `pieces` of this rank's memory into a participant's writable region (the pieces inside it, its own rank
   // included). Returns at once: the sources must stay unchanged until this rank's next fence() or close() returns,
-  // and the bytes are visible in the peer's region when the peer's next fence() or close() returns, not before.
+  // and the bytes are visible to the peer when its next fence() or close() returns, not before (see Region).
   // Calling thread only, like read().
   virtual Status write(int peer, int region, std::span<const WritePiece> pieces) = 0;
 

@@ -246,6 +246,10 @@ Status ProtocolEngine::open(std::span<const int> participants, std::span<const s
   const auto self = static_cast<size_t>(call.slotOf(rank()));
   call.peers[self] = std::move(mine);
   call.arrived[self] = 1;
+  // ... except the writable ones, which this rank reads where its peers write them.
+  for (int i = 0; i < call.numOwn; ++i)
+    if (call.own[static_cast<size_t>(i)].writable && call.own[static_cast<size_t>(i)].bytes > 0)
+      call.peers[self].mapped[static_cast<size_t>(i)] = transport_->writeTarget(call, i);
 
   // Events of this call that came before it was opened here.
   std::vector<Event> early;
@@ -351,7 +355,6 @@ Status ProtocolEngine::fence(Clock::time_point deadline) {
     return std::all_of(call_->fenced.begin(), call_->fenced.end(), [](uint8_t f) { return f != 0; });
   });
   if (!all) return failure(Wait::kFence, start);  // the call stays open: close() it
-  transport_->landed(call);
   return okStatus();
 }
 

@@ -150,14 +150,16 @@ class Transport {
                                              "'s region " + std::to_string(region) + ": it is not mapped");
   }
 
-  // Where writes into this rank's own writable region `region` of the open call go: the caller's memory, or the copy
-  // post(kOpen) staged where peers write (then landed() copies it back).
+  // Where writes into this rank's own writable region `region` of the open call go, and where this rank reads them
+  // (peerRegion of its own rank): the caller's memory, or the copy post(kOpen) staged where peers write (then
+  // landed() copies it back at the close).
   virtual std::byte* writeTarget(const Call& call, int region) {
     return static_cast<std::byte*>(const_cast<void*>(call.own[static_cast<size_t>(region)].data));
   }
 
-  // Every participant's writes to this rank so far have arrived (after a fence or a close): make them visible in
-  // the caller's memory where the transport received them elsewhere (the shared-memory engine's staged copy).
+  // Every participant has closed the call, so every write to this rank has arrived and no more will come: make them
+  // visible in the caller's memory where the transport received them elsewhere (the shared-memory engine's staged
+  // copy). Not at a fence: a peer past its fence may be writing again.
   virtual void landed(Call& call) { (void)call; }
 
   // Whether the transport still has work in flight that reads this rank's regions or write() sources (MPI: replies

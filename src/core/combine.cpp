@@ -212,20 +212,16 @@ class CombineRun {
   }
   // The inbox this rank publishes when it does not map every participant: every slot of its tokens gets one row.
   size_t inboxBytes(std::span<const int32_t> section) const {
-    size_t pushers = 0;
-    for (size_t id = 1; id < section.size(); ++id) pushers += section[id] == 0 ? 1 : 0;
+    const auto pushers = static_cast<size_t>(Inbox::pushers(section));
     const auto rows = static_cast<size_t>(geo_.Bs * slotsPerToken());
     return pushers * 3 * Inbox::kAlign + rows * (sizeof(IndexEntry) + rowBytes() + scaleBytes());
   }
 
   // Expert side, step 5 (after the open): to each source that cannot map this rank, into its part of the source's
-  // inbox, the index entries for it and their rows (and group scales), neighbours in one piece; then every
-  // participant fences when anyone pushes, also after an error here, so that no peer waits for it.
+  // inbox, the index entries for it and their rows (and group scales), neighbours in one piece; then the fence.
   Status push(const std::byte* rows, const uint16_t* groupScales) {
     const Status status = pushParts(rows, reinterpret_cast<const std::byte*>(groupScales));
-    if (!routes_->used()) return status;
-    const Status fenced = ctx_.engine->fence(ctx_.deadline());
-    return status.ok() ? fenced : status;
+    return routes_->fence(*ctx_.engine, ctx_.deadline(), status);
   }
 
   // The push sections of the participants, read from their headers: after the open.
@@ -239,7 +235,7 @@ class CombineRun {
   }
 
   // Source side, step 1: which peer row serves each expected slot; every expected slot exactly once.
-  Status collect(const RoutingPlan& plan, std::span<const std::byte> inbox) {
+  Status collect(const RoutingPlan& plan) {
     const int64_t KS = slotsPerToken(), K = geo_.K;
     kinds_.assign(static_cast<size_t>(geo_.Bs * KS), SlotKind::kSkip);
     constIdx_.assign(static_cast<size_t>(geo_.Bs * KS), 0);
@@ -291,7 +287,7 @@ class CombineRun {
       const size_t count = counts[j];
       const std::byte* part = nullptr;  // the peer's part of the inbox, when it pushed
       if (routes_->pushes(static_cast<int64_t>(j), topo_.self)) {
-        part = inbox.data() + routes_->partOffset(static_cast<int64_t>(j), topo_.self);
+        part = routes_->inbox(*ctx_.engine, kRegionInbox) + routes_->partOffset(static_cast<int64_t>(j), topo_.self);
         at[j] = part;
       }
       for (size_t i = 0; i < count; ++i) {
@@ -569,7 +565,7 @@ Status combine(RankContext& ep, RankContext* tp, const CombineCall& call, std::s
     run.route();
     s = run.push(rows, quantScales.empty() ? nullptr : quantScales.data());
   }
-  if (s.ok()) s = run.collect(plan, inbox);
+  if (s.ok()) s = run.collect(plan);
   if (s.ok()) s = run.reduce(plan);
   return open.close(s);
 }

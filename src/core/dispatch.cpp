@@ -75,8 +75,7 @@ class DispatchRun {
   // source it cannot map, each source's part as large as its entries would make it without repeated tokens. What
   // arrives is bounded by the capacity (checked before anything moves) and by each source's tokens times slots.
   size_t inboxBytes(std::span<const int32_t> section, int64_t capacity) const {
-    int64_t pushers = 0;
-    for (size_t id = 1; id < section.size(); ++id) pushers += section[id] == 0 ? 1 : 0;
+    const int64_t pushers = Inbox::pushers(section);
     const int64_t rows = std::min(capacity, pushers * geo_.maxBs * (geo_.K + geo_.S));
     return static_cast<size_t>(pushers) * 2 * Inbox::kAlign +
            static_cast<size_t>(rows) * (sizeof(SlotRef) + xRowBytes());
@@ -156,9 +155,9 @@ class DispatchRun {
   }
 
   // Moves every row from its source into expandX (quantized on the way with quantMode 2) and writes dynamicScales
-  // and the triples: pulled from the sources this rank maps, pushed by the others into `inbox` (Inbox), while this
+  // and the triples: pulled from the sources this rank maps, pushed by the others into its inbox (Inbox), while this
   // rank pushes its own rows to the readers that cannot map it.
-  Status moveRows(const RoutingPlan& plan, std::span<const std::byte> x, std::span<std::byte> inbox) {
+  Status moveRows(const RoutingPlan& plan, std::span<const std::byte> x) {
     const int64_t H = geo_.H, K = geo_.K, S = geo_.S;
     const size_t rowBytes = xRowBytes();
     const auto kind = a_.x.dtype() == DType::kFloat16 ? kernels::Float16Kind::kFp16 : kernels::Float16Kind::kBf16;
@@ -197,16 +196,11 @@ class DispatchRun {
                           : PeerPiece{rows_[row].peer, kRegionX, static_cast<size_t>(refs[row].t) * rowBytes, rowBytes};
       if (!quant) status = peers.gather(pieces, out, outRowBytes, streamOutput(n * outRowBytes));
     }
-    // Every participant fences when anyone pushes, also after an error here, so that no peer waits for it.
-    if (routes.used()) {
-      const Status fenced = engine_.fence(ctx_.deadline());
-      if (status.ok()) status = fenced;
-    }
-    if (!status.ok()) return status;
+    MOEDIST_RETURN_IF_ERROR(routes.fence(engine_, ctx_.deadline(), status));
 
     // After it: the pushed rows' slots and rows, from the inbox.
     std::vector<const std::byte*> pushedRow(n, nullptr);
-    if (routes.used()) takePushed(routes, inbox, pushed, refs, pushedRow);
+    if (routes.used()) takePushed(routes, pushed, refs, pushedRow);
     for (size_t row = 0; row < n; ++row) {
       triples[3 * row] = rows_[row].sourceId;
       triples[3 * row + 1] = refs[row].t;
@@ -281,8 +275,8 @@ class DispatchRun {
   }
 
   // The slots and row addresses of the rows that were pushed to this rank, from its inbox (see pushRows).
-  void takePushed(const Inbox& routes, std::span<const std::byte> inbox, const std::vector<uint8_t>& pushed,
-                  std::vector<SlotRef>& refs, std::vector<const std::byte*>& rowAt) const {
+  void takePushed(const Inbox& routes, const std::vector<uint8_t>& pushed, std::vector<SlotRef>& refs,
+                  std::vector<const std::byte*>& rowAt) const {
     struct Part {
       const std::byte* entries = nullptr;
       int32_t first = 0;            // the source's entry index of its first entry for this rank
@@ -295,7 +289,7 @@ class DispatchRun {
       Part& p = parts[static_cast<size_t>(s)];
       const int64_t c = entriesFor(s, topo_.self);
       p.first = peerOffsets(topo_.physical[static_cast<size_t>(s)])[static_cast<size_t>(topo_.self * topo_.L)];
-      p.entries = inbox.data() + routes.partOffset(s, topo_.self);
+      p.entries = routes.inbox(engine_, kRegionInbox) + routes.partOffset(s, topo_.self);
       p.rows = p.entries + inboxAlign(static_cast<size_t>(c) * sizeof(SlotRef));
       for (int64_t i = 0; i < c; ++i) {
         SlotRef ref;
@@ -466,7 +460,7 @@ Status dispatch(RankContext& ep, RankContext* tp, const DispatchCall& call, std:
   if (s.ok()) s = agree(call.op, *ep.engine, topo.participants, local);
   if (s.ok()) s = run.checkCapacities();
   if (s.ok()) run.layout();
-  if (s.ok()) s = run.moveRows(plan, x, inbox);
+  if (s.ok()) s = run.moveRows(plan, x);
   if (s.ok()) run.writeCounts();
   s = open.close(s);
   if (geo.tp != 2) return s;

@@ -126,6 +126,16 @@ std::vector<int32_t> Inbox::pushSection(const comm::Engine& engine, const Topolo
   return flags;
 }
 
+int64_t Inbox::pushers(std::span<const int32_t> section) {
+  return static_cast<int64_t>(std::count(section.begin() + 1, section.end(), 0));
+}
+
+Status Inbox::fence(comm::Engine& engine, comm::Clock::time_point deadline, Status status) const {
+  if (!used_) return status;
+  const Status fenced = engine.fence(deadline);
+  return status.ok() ? fenced : status;
+}
+
 Inbox::Inbox(const Topology& topo, SectionOf section, PartBytes partBytes)
     : topo_(topo), section_(std::move(section)), partBytes_(std::move(partBytes)) {
   for (int64_t id = 0; id < topo_.W && !used_; ++id) used_ = section_(id)[0] == 0;

@@ -91,6 +91,8 @@ class Inbox {
   // This rank's push section, and whether it needs an inbox (it does not map every participant).
   static std::vector<int32_t> pushSection(const comm::Engine& engine, const Topology& topo);
   static bool needsInbox(std::span<const int32_t> section) { return section[0] == 0; }
+  // How many participants a rank with this push section does not map (those that may push to it).
+  static int64_t pushers(std::span<const int32_t> section);
 
   // After the open: `section` gives each participant's push section, `partBytes` the size of a part.
   Inbox(const Topology& topo, SectionOf section, PartBytes partBytes);
@@ -100,6 +102,14 @@ class Inbox {
   bool pushes(int64_t owner, int64_t reader) const;
   // Where owner's part lies in reader's inbox.
   size_t partOffset(int64_t owner, int64_t reader) const;
+  // This rank's inbox, region `region` of the open call, as it reads what was pushed there after the fence (where
+  // the engine received it: Region).
+  static const std::byte* inbox(const comm::Engine& engine, int region) {
+    return engine.peerRegion(engine.rank(), region);
+  }
+  // After this rank's pushes (whose verdict is `status`): every participant fences when anyone pushes, also after an
+  // error of its own, so that no peer waits for it. Returns the first error.
+  Status fence(comm::Engine& engine, comm::Clock::time_point deadline, Status status) const;
 
  private:
   const Topology& topo_;

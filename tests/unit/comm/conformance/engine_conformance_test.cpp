@@ -682,9 +682,9 @@ void checkInbox(RankContext& ctx, const std::vector<int>& all, const std::byte* 
 }
 
 // Every participant writes pieces into every participant's writable region (its own included), then fence(): the
-// bytes are there, bytes nobody wrote keep their value, and the readable region next to it is still read in place
-// or through read(). A second round after another fence lands by close(). Once with the inbox in ordinary memory, once
-// in the engine's memory (allocate(), where the engine has it).
+// bytes are there (where peerRegion() of this rank addresses the region), bytes nobody wrote keep their value, and the
+// readable region next to it is still read in place or through read(). A second round after another fence lands by
+// close(). Once with the inbox in ordinary memory, once in the engine's memory (allocate(), where the engine has it).
 TEST_P(Conformance, WritesLandInPeersRegions) {
   run(3, [](RankContext& ctx) {
     Engine& e = ctx.engine();
@@ -709,7 +709,11 @@ TEST_P(Conformance, WritesLandInPeersRegions) {
       std::vector<std::vector<std::byte>> sources;
       writeRound(ctx, all, 0, sources, what);
       if (Status s = e.fence(in(30s)); !s.ok()) ctx.fail(what + ": fence: " + s.toString());
-      checkInbox(ctx, all, inbox, inboxBytes, 1, what + ", after the fence");
+      // After a fence, where the engine addresses this rank's own region; after the close, in its memory.
+      if (const std::byte* seen = e.peerRegion(me, 1))
+        checkInbox(ctx, all, seen, inboxBytes, 1, what + ", after the fence");
+      else
+        ctx.fail(what + ": peerRegion() of this rank's own writable region is null");
       for (int p : all) checkRegion(ctx, p, 0, seedOf(kWrites, 9, p, 0), 5000 + static_cast<size_t>(p), what);
       // A second fence, with no writes: everyone has checked before round 1 overwrites.
       if (Status s = e.fence(in(30s)); !s.ok()) ctx.fail(what + ": second fence: " + s.toString());
