@@ -11,7 +11,7 @@
 #       uses the hosts without being told (OMPI_MCA_* variables: the hostfile, this script as rsh agent, the hosts'
 #       addresses for TCP); COMMAND also gets MOEDIST_HOSTS=N, MOEDIST_HOSTFILE=<the N addresses with slots=S,
 #       default 2>, MOEDIST_MPIRUN_FLAGS=<the same settings as mpirun flags> and MOEDIST_NETNS_ID=<this set's id>.
-#       then removes every namespace and process of the set, also when COMMAND fails or the script is interrupted.
+#       Then removes every namespace and process of the set, also when COMMAND fails or the script is interrupted.
 #       Exits with COMMAND's status, or 77 (ctest's skip code) when hosts cannot be made here, saying why.
 #   netns-hosts.sh link down|up HOST   cuts or restores host HOST's link (HOST: 1..N), from COMMAND.
 #   netns-hosts.sh kill HOST           kill -9 every process of host HOST, from COMMAND.
