@@ -146,9 +146,10 @@ class Funnel {
       }
     }
     int64_t bytes = 0;
+    int64_t extent = 0;  // elements from the first to the last, both included
     int64_t extentBytes = 0;
-    overflow =
-        overflow || __builtin_mul_overflow(numel, eb, &bytes) || __builtin_mul_overflow(last + 1, eb, &extentBytes);
+    overflow = overflow || __builtin_mul_overflow(numel, eb, &bytes) || __builtin_add_overflow(last, 1, &extent) ||
+               __builtin_mul_overflow(extent, eb, &extentBytes);
     if (overflow || bytes > kMaxTensorBytes || extentBytes > kMaxTensorBytes)
       return fail(StatusCode::kInvalidArgument, name, "at most 2^48 bytes addressed",
                   fmt::format("{} with strides {}", shapeStr(t), dimsStr(strides)));

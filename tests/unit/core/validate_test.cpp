@@ -487,6 +487,10 @@ const std::vector<DCase>& dispatchCases() {
        "expertIds"},
       {"AbsurdExtentX", seedDispatch,
        [](DSetup& s) { s.a.x = Strided(BF, {8, 7168}, {int64_t{1} << 46, 1}); }, kArg, "x"},
+      // The last element at offset INT64_MAX exactly: the extent (one more) overflows. Once accepted, then read far
+      // outside the buffer (issue 12's crash).
+      {"ExtentOverflowsMask", tpDispatch,
+       [](DSetup& s) { s.a.xActiveMask = Strided(B, {16, 8}, {(INT64_MAX - 7) / 15, 1}); }, kArg, "xActiveMask"},
       {"MisalignedExpertTokenNums", seedDispatch, [](DSetup& s) { s.a.expertTokenNums = Misaligned(I64, {1}); },
        kArg, "expertTokenNums"},
       // tiling step 1: ranks
