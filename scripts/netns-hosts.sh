@@ -89,6 +89,11 @@ make_set() {
   done
 }
 
+# The subcommands used from inside a set (mpirun's agent, COMMAND) find it by MOEDIST_NETNS_ID.
+in_set() {
+  [ -n "${MOEDIST_NETNS_ID:-}" ] || die "$1: MOEDIST_NETNS_ID is not set (run it from within 'netns-hosts.sh run')"
+}
+
 # Runs COMMAND... on host H of set `id`: its network namespace, a UTS namespace named after it.
 on_host() {
   local id=$1 h=$2
@@ -143,7 +148,7 @@ cmd_agent() {
   [ $# -ge 2 ] || usage
   local address=$1 h
   shift
-  [ -n "${MOEDIST_NETNS_ID:-}" ] || die "agent: MOEDIST_NETNS_ID is not set (run mpirun from 'netns-hosts.sh run')"
+  in_set agent
   h=${address##*.}
   [ "$address" = "${subnet}.$h" ] || die "agent: '$address' is not a test host address (${subnet}.H)"
   on_host "$MOEDIST_NETNS_ID" "$h" sh -c "$*"
@@ -151,13 +156,13 @@ cmd_agent() {
 
 cmd_link() {
   [ $# -eq 2 ] && [[ $1 == up || $1 == down ]] || usage
-  [ -n "${MOEDIST_NETNS_ID:-}" ] || die "link: MOEDIST_NETNS_ID is not set (run it from 'netns-hosts.sh run')"
+  in_set link
   ip -n "${prefix}-${MOEDIST_NETNS_ID}-br" link set "h$2" "$1"
 }
 
 cmd_kill() {
   [ $# -eq 1 ] || usage
-  [ -n "${MOEDIST_NETNS_ID:-}" ] || die "kill: MOEDIST_NETNS_ID is not set (run it from 'netns-hosts.sh run')"
+  in_set kill
   ip netns pids "$(ns_of_host "$MOEDIST_NETNS_ID" "$1")" | xargs -r kill -9
 }
 

@@ -113,12 +113,16 @@ void ProtocolEngine::notifyAbandoned() {
   Call& call = *call_;
   if (call.noticeSent || call.abandonedBy < 0) return;
   call.noticeSent = true;
+  post(EventKind::kAbandon, Clock::now(), call.abandonNote);
+}
+
+void ProtocolEngine::post(EventKind kind, Clock::time_point deadline, std::string note) {
   Event notice;
-  notice.kind = EventKind::kAbandon;
+  notice.kind = kind;
   notice.from = rank();
-  notice.id = call.id;
-  notice.note = call.abandonNote;
-  (void)transport_->post(call, notice, Clock::now());
+  notice.id = call_->id;
+  notice.note = std::move(note);
+  (void)transport_->post(*call_, notice, deadline);
 }
 
 template <typename Done>
@@ -341,13 +345,7 @@ Status ProtocolEngine::fence(Clock::time_point deadline) {
   if (!call_) return invalid(transport_->prefix() + "fence() called with no open call");
   Call& call = *call_;
   ++call.fenceTarget;
-  if (call.abandonedBy < 0) {
-    Event notice;
-    notice.kind = EventKind::kFence;
-    notice.from = rank();
-    notice.id = call.id;
-    (void)transport_->post(call, notice, deadline);
-  }
+  if (call.abandonedBy < 0) post(EventKind::kFence, deadline);
   const auto self = static_cast<size_t>(call.slotOf(rank()));
   call.fences[self] = call.fenceTarget;
   for (size_t i = 0; i < call.fences.size(); ++i) call.fenced[i] = call.fences[i] >= call.fenceTarget ? 1 : 0;
@@ -363,13 +361,7 @@ Status ProtocolEngine::close(Clock::time_point deadline) {
   if (!call_) return invalid(transport_->prefix() + "close() called with no open call");
   Call& call = *call_;
   const auto self = static_cast<size_t>(call.slotOf(rank()));
-  if (call.abandonedBy < 0) {
-    Event notice;
-    notice.kind = EventKind::kClose;
-    notice.from = rank();
-    notice.id = call.id;
-    (void)transport_->post(call, notice, deadline);
-  }
+  if (call.abandonedBy < 0) post(EventKind::kClose, deadline);
   call.closed[self] = 1;
   const bool all = waitFor(deadline, Wait::kClose, [&] {
     return !transport_->busy() &&

@@ -228,6 +228,8 @@ class ProtocolEngine final : public Engine {
   // Posts kAbandon with the call's abandon note, once: a rank that leaves an abandoned call passes the notice on, so
   // every participant learns why even if the first notice did not reach it.
   void notifyAbandoned();
+  // Posts an event of `kind` (kFence, kClose, kAbandon with its note) of the open call; best effort.
+  void post(EventKind kind, Clock::time_point deadline, std::string note = {});
   // The error of a wait that did not complete, then the call is left.
   Status failure(Wait wait, Clock::time_point start);
   void leave();

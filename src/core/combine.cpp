@@ -265,6 +265,9 @@ class CombineRun {
       expected += geo_.S;
     }
     // Every participant's index entries addressed to this rank: read, or pushed into the inbox with the rows.
+    // Where each participant's part of the inbox lies, for those that pushed (none when nobody pushes).
+    const std::vector<size_t> parts = routes_->used() ? routes_->parts(topo_.self) : std::vector<size_t>();
+    auto pushed = [&](size_t id) { return !parts.empty() && parts[id] != Inbox::kNoPart; };
     std::vector<PeerPiece> pieces;
     std::vector<size_t> counts;
     for (int64_t id = 0; id < topo_.W; ++id) {  // participant `id` is physical rank topo_.physical[id]
@@ -274,20 +277,20 @@ class CombineRun {
                     end = offsets[static_cast<size_t>(topo_.self + 1)];
       counts.push_back(static_cast<size_t>(std::max(end - begin, 0)));
       pieces.push_back({peer, kRegionIndex, static_cast<size_t>(begin) * sizeof(IndexEntry),
-                        routes_->pushes(id, topo_.self) ? 0 : counts.back() * sizeof(IndexEntry)});
+                        pushed(static_cast<size_t>(id)) ? 0 : counts.back() * sizeof(IndexEntry)});
     }
     PeerRows peers(ctx_);
     std::vector<const std::byte*> at(pieces.size());
     MOEDIST_RETURN_IF_ERROR(peers.resolve(pieces, at));
-    pushedRow_.assign(static_cast<size_t>(geo_.Bs * KS), nullptr);
+    pushedRow_.assign(parts.empty() ? 0 : static_cast<size_t>(geo_.Bs * KS), nullptr);
     pushedScales_.assign(pushedRow_.size(), nullptr);
     int64_t arrived = 0;
     for (size_t j = 0; j < pieces.size(); ++j) {
       const int peer = pieces[j].peer;
       const size_t count = counts[j];
       const std::byte* part = nullptr;  // the peer's part of the inbox, when it pushed
-      if (routes_->pushes(static_cast<int64_t>(j), topo_.self)) {
-        part = routes_->inbox(*ctx_.engine, kRegionInbox) + routes_->partOffset(static_cast<int64_t>(j), topo_.self);
+      if (pushed(j)) {
+        part = routes_->inbox(*ctx_.engine, kRegionInbox) + parts[j];
         at[j] = part;
       }
       for (size_t i = 0; i < count; ++i) {
@@ -324,16 +327,15 @@ class CombineRun {
   Status reduce(const RoutingPlan& plan) {
     const int64_t H = geo_.H, KS = slotsPerToken(), K = geo_.K;
     const bool quant = a_.commQuantMode == 2;
-    const int64_t groups = kernels::commQuantGroups(H);
     const bool addNorm = isAddRmsNorm(op_);
     const float invH = 1.0f / static_cast<float>(H);
-    const size_t rowBytes = static_cast<size_t>(H) * (quant ? 1 : 2);
-    const size_t scaleBytes = quant ? static_cast<size_t>(groups) * 2 : 0;
+    const size_t rowBytes = this->rowBytes(), scaleBytes = this->scaleBytes();
     // Every expected slot's row (and int8 group scales) at the peer that returns it.
     const size_t slots = rowPeer_.size();
     std::vector<PeerPiece> rowPieces(slots), scalePieces(quant ? slots : 0);
+    auto pushed = [&](size_t slot) { return !pushedRow_.empty() && pushedRow_[slot] != nullptr; };
     for (size_t slot = 0; slot < slots; ++slot) {
-      if (rowPeer_[slot] < 0 || pushedRow_[slot] != nullptr) continue;  // no row, or in the inbox: an empty piece
+      if (rowPeer_[slot] < 0 || pushed(slot)) continue;  // no row, or in the inbox: an empty piece
       const auto row = static_cast<size_t>(rowIdx_[slot]);
       rowPieces[slot] = {rowPeer_[slot], kRegionRows, row * rowBytes, rowBytes};
       if (quant) scalePieces[slot] = {rowPeer_[slot], kRegionGroupScales, row * scaleBytes, scaleBytes};
@@ -342,8 +344,8 @@ class CombineRun {
     std::vector<const std::byte*> rowAt(slots), scaleAt(scalePieces.size());
     MOEDIST_RETURN_IF_ERROR(peerRows.resolve(rowPieces, rowAt));
     MOEDIST_RETURN_IF_ERROR(peerScales.resolve(scalePieces, scaleAt));
-    for (size_t slot = 0; slot < slots; ++slot) {
-      if (pushedRow_[slot] == nullptr) continue;
+    for (size_t slot = 0; slot < slots && !pushedRow_.empty(); ++slot) {
+      if (!pushed(slot)) continue;
       rowAt[slot] = pushedRow_[slot];
       if (quant) scaleAt[slot] = pushedScales_[slot];
     }
@@ -429,7 +431,8 @@ class CombineRun {
   std::vector<int32_t> rowPeer_;   // [Bs * (K + S)] physical rank holding the slot's row, or -1
   std::vector<int32_t> rowIdx_;    // [Bs * (K + S)] row in that rank's rows region
   std::optional<Inbox> routes_;    // who pushes to whom in the open call
-  std::vector<const std::byte*> pushedRow_, pushedScales_;  // [Bs * (K + S)] a pushed slot's row in the inbox
+  // [Bs * (K + S)] a pushed slot's row and group scales in the inbox; empty when nobody pushes to this rank
+  std::vector<const std::byte*> pushedRow_, pushedScales_;
 
   Status pushParts(const std::byte* rows, const std::byte* groupScales) const {
     if (!routes_->used()) return okStatus();

@@ -170,9 +170,12 @@ class DispatchRun {
     const Inbox routes(
         topo_, [&](int64_t id) { return peerSection(topo_.physical[static_cast<size_t>(id)]); },
         [&](int64_t owner, int64_t reader) { return partBytes(owner, reader); });
+    // Where each source's part of this rank's inbox lies, and which rows were pushed (none when nobody pushes).
+    const std::vector<size_t> parts = routes.used() ? routes.parts(topo_.self) : std::vector<size_t>();
     std::vector<uint8_t> pushed(n, 0);
-    if (routes.used())
-      for (size_t row = 0; row < n; ++row) pushed[row] = routes.pushes(rows_[row].sourceId, topo_.self) ? 1 : 0;
+    if (!parts.empty())
+      for (size_t row = 0; row < n; ++row)
+        pushed[row] = parts[static_cast<size_t>(rows_[row].sourceId)] != Inbox::kNoPart ? 1 : 0;
 
     // Before the fence: this rank's pushes, then each pulled row's slot (t, k) at its source, from the source's plan
     // entries, and (unquantized) the row itself: x[t] of the source, copied once (streamed around the caches when
@@ -200,7 +203,7 @@ class DispatchRun {
 
     // After it: the pushed rows' slots and rows, from the inbox.
     std::vector<const std::byte*> pushedRow(n, nullptr);
-    if (routes.used()) takePushed(routes, pushed, refs, pushedRow);
+    if (!parts.empty()) takePushed(parts, pushed, refs, pushedRow);
     for (size_t row = 0; row < n; ++row) {
       triples[3 * row] = rows_[row].sourceId;
       triples[3 * row + 1] = refs[row].t;
@@ -274,8 +277,9 @@ class DispatchRun {
     return okStatus();
   }
 
-  // The slots and row addresses of the rows that were pushed to this rank, from its inbox (see pushRows).
-  void takePushed(const Inbox& routes, const std::vector<uint8_t>& pushed, std::vector<SlotRef>& refs,
+  // The slots and row addresses of the rows that were pushed to this rank, from its inbox (see pushRows); `at`: where
+  // each source's part lies (Inbox::parts).
+  void takePushed(const std::vector<size_t>& at, const std::vector<uint8_t>& pushed, std::vector<SlotRef>& refs,
                   std::vector<const std::byte*>& rowAt) const {
     struct Part {
       const std::byte* entries = nullptr;
@@ -285,11 +289,11 @@ class DispatchRun {
     };
     std::vector<Part> parts(static_cast<size_t>(topo_.W));
     for (int64_t s = 0; s < topo_.W; ++s) {
-      if (!routes.pushes(s, topo_.self)) continue;
+      if (at[static_cast<size_t>(s)] == Inbox::kNoPart) continue;
       Part& p = parts[static_cast<size_t>(s)];
       const int64_t c = entriesFor(s, topo_.self);
       p.first = peerOffsets(topo_.physical[static_cast<size_t>(s)])[static_cast<size_t>(topo_.self * topo_.L)];
-      p.entries = routes.inbox(engine_, kRegionInbox) + routes.partOffset(s, topo_.self);
+      p.entries = Inbox::inbox(engine_, kRegionInbox) + at[static_cast<size_t>(s)];
       p.rows = p.entries + inboxAlign(static_cast<size_t>(c) * sizeof(SlotRef));
       for (int64_t i = 0; i < c; ++i) {
         SlotRef ref;

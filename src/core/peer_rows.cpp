@@ -155,4 +155,15 @@ size_t Inbox::partOffset(int64_t owner, int64_t reader) const {
   return at;
 }
 
+std::vector<size_t> Inbox::parts(int64_t reader) const {
+  std::vector<size_t> at(static_cast<size_t>(topo_.W), kNoPart);
+  size_t next = 0;
+  for (int64_t o = 0; o < topo_.W; ++o) {
+    if (!pushes(o, reader)) continue;
+    at[static_cast<size_t>(o)] = next;
+    next += inboxAlign(partBytes_(o, reader));
+  }
+  return at;
+}
+
 }  // namespace moedist::core

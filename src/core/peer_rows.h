@@ -100,8 +100,12 @@ class Inbox {
   bool used() const { return used_; }
   // Whether `owner` writes to `reader` (ids), rather than `reader` reading `owner`.
   bool pushes(int64_t owner, int64_t reader) const;
-  // Where owner's part lies in reader's inbox.
+  // Where owner's part lies in reader's inbox (an owner's view).
   size_t partOffset(int64_t owner, int64_t reader) const;
+  // Where each owner's part lies in reader's inbox, by owner id, kNoPart where it does not push to it (a reader's
+  // view, in one pass).
+  static constexpr size_t kNoPart = SIZE_MAX;
+  std::vector<size_t> parts(int64_t reader) const;
   // This rank's inbox, region `region` of the open call, as it reads what was pushed there after the fence (where
   // the engine received it: Region).
   static const std::byte* inbox(const comm::Engine& engine, int region) {

@@ -83,6 +83,21 @@ std::vector<std::byte> bytesOf(const T& msg, std::span<const std::byte> tail = {
   return out;
 }
 
+// Runs of bytes, run i places[i].bytes long at address at(i), as one committed datatype for use with MPI_BOTTOM (free
+// it once the operation that uses it is posted): a write's pieces, sent and received without packing.
+template <typename At>
+int runsType(std::span<const WritePlace> places, At at, MPI_Datatype* type) {
+  std::vector<int> lengths(places.size());
+  std::vector<MPI_Aint> addresses(places.size());
+  for (size_t i = 0; i < places.size(); ++i) {
+    lengths[i] = static_cast<int>(places[i].bytes);
+    MPI_Get_address(at(i), &addresses[i]);
+  }
+  const int rc =
+      MPI_Type_create_hindexed(static_cast<int>(places.size()), lengths.data(), addresses.data(), MPI_BYTE, type);
+  return rc == MPI_SUCCESS ? MPI_Type_commit(type) : rc;
+}
+
 template <typename T>
 bool parse(const std::vector<std::byte>& bytes, T* msg) {
   if (bytes.size() < sizeof(T)) return false;
@@ -528,16 +543,10 @@ std::list<MpiTransport::Incoming>::iterator MpiTransport::receiveWrite(int sourc
     MPI_Irecv(in.message.bytes.data(), static_cast<int>(total), MPI_BYTE, source, kTagData, data_, &in.request);
     return std::prev(next);
   }
-  std::vector<int> lengths(places.size());
-  std::vector<MPI_Aint> at(places.size());
   auto* base = static_cast<std::byte*>(const_cast<void*>(region->data));  // writable
-  for (size_t i = 0; i < places.size(); ++i) {
-    lengths[i] = static_cast<int>(places[i].bytes);
-    MPI_Get_address(base + places[i].offset, &at[i]);
-  }
   MPI_Datatype type = MPI_DATATYPE_NULL;
-  MPI_Type_create_hindexed(static_cast<int>(places.size()), lengths.data(), at.data(), MPI_BYTE, &type);
-  MPI_Type_commit(&type);
+  runsType(
+      places, [&](size_t i) { return base + places[i].offset; }, &type);
   MPI_Irecv(MPI_BOTTOM, 1, type, source, kTagData, data_, &in.request);
   MPI_Type_free(&type);  // freed when the receive completes
   return std::prev(next);
@@ -614,8 +623,7 @@ Status MpiTransport::map(const Call& call, Event& event) {
 Status MpiTransport::write(const Call& call, const Event& peer, int region, std::span<const WritePiece> pieces) {
   // One message per run of pieces of at most kMaxChunk bytes (MPI counts are int), each piece at most that long.
   std::vector<WritePlace> places;
-  std::vector<int> lengths;
-  std::vector<MPI_Aint> at;
+  std::vector<const std::byte*> from;  // each place's source
   size_t bytes = 0;
   auto flush = [&]() -> Status {
     if (places.empty()) return okStatus();
@@ -626,15 +634,14 @@ Status MpiTransport::write(const Call& call, const Event& peer, int region, std:
     send(peer.from, kTagWrite,
          bytesOf(msg, {reinterpret_cast<const std::byte*>(places.data()), places.size() * sizeof(WritePlace)}));
     MPI_Datatype type = MPI_DATATYPE_NULL;
-    MOEDIST_MPI(MPI_Type_create_hindexed(static_cast<int>(places.size()), lengths.data(), at.data(), MPI_BYTE, &type));
-    MOEDIST_MPI(MPI_Type_commit(&type));
+    MOEDIST_MPI(runsType(
+        places, [&](size_t i) { return from[i]; }, &type));
     Send& s = sends_.emplace_back();  // no buffer: busy() until sent, as the sources are the caller's
     const int rc = MPI_Isend(MPI_BOTTOM, 1, type, peer.from, kTagData, data_, &s.request);
     MPI_Type_free(&type);
     if (rc != MPI_SUCCESS) return mpiError("MPI_Isend", rc);
     places.clear();
-    lengths.clear();
-    at.clear();
+    from.clear();
     bytes = 0;
     return okStatus();
   };
@@ -643,10 +650,7 @@ Status MpiTransport::write(const Call& call, const Event& peer, int region, std:
       if (bytes == kMaxChunk || places.size() == (size_t{1} << 16)) MOEDIST_RETURN_IF_ERROR(flush());
       const size_t n = std::min(w.bytes - done, kMaxChunk - bytes);
       places.push_back({w.offset + done, n});
-      lengths.push_back(static_cast<int>(n));
-      MPI_Aint address = 0;
-      MPI_Get_address(static_cast<const std::byte*>(w.src) + done, &address);
-      at.push_back(address);
+      from.push_back(static_cast<const std::byte*>(w.src) + done);
       bytes += n;
       done += n;
     }
